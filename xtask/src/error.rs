@@ -1,0 +1,31 @@
+//! Renders an error chain for people: the failure, its causes, and one `hint:` line saying what to
+//! do next. Only the binary calls this; library code returns typed errors with facts in them.
+
+use crate::cmd::CmdError;
+use crate::machine::MachineFileError;
+
+/// The hint of the first error in the chain that has one.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CmdError>() {
+            if let Some(h) = e.hint() {
+                return Some(h.to_string());
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<MachineFileError>() {
+            return Some(e.hint());
+        }
+    }
+    None
+}
+
+pub fn render(err: &anyhow::Error) -> String {
+    let mut out = format!("error: {err}");
+    for cause in err.chain().skip(1) {
+        out.push_str(&format!("\n  caused by: {cause}"));
+    }
+    if let Some(h) = hint(err) {
+        out.push_str(&format!("\nhint: {h}"));
+    }
+    out
+}

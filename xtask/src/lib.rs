@@ -1,0 +1,12 @@
+//! tunellama's xtask library: every pipeline stage as a module with plain data in and out.
+//!
+//! `main.rs` only parses flags and dispatches; everything testable lives here.
+
+pub mod cli;
+pub mod cmd;
+pub mod context;
+pub mod env;
+pub mod error;
+pub mod machine;
+pub mod probe;
+pub mod report;

@@ -1,0 +1,141 @@
+//! Human-readable renderings of stage data (the `--json` forms are the serde structs themselves).
+
+use crate::machine::*;
+use std::fmt::Write;
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn detection<T>(d: &Detection<T>, found: impl Fn(&T) -> String) -> String {
+    match d {
+        Detection::Found(t) => found(t),
+        other => other.why_absent(),
+    }
+}
+
+pub fn machine_text(m: &Machine) -> String {
+    let mut s = String::new();
+    let origin = match m.origin {
+        Origin::Probed => "probed".to_string(),
+        Origin::Declared => format!(
+            "declared{}",
+            m.name
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        ),
+    };
+    let _ = writeln!(s, "machine      {origin}: {} {}", m.os.value, m.arch.value);
+    let c = &m.cpu;
+    let _ = writeln!(
+        s,
+        "cpu          {} {}  [{}]",
+        c.vendor.as_deref().unwrap_or("?"),
+        c.model.as_deref().unwrap_or("?"),
+        c.source
+    );
+    if let Some(l) = c.x86_64_level {
+        let _ = writeln!(s, "x86-64 level v{l}");
+    }
+    let _ = writeln!(
+        s,
+        "features     {}",
+        if c.features.is_empty() {
+            "(none listed)".into()
+        } else {
+            c.features.join(" ")
+        }
+    );
+    let _ = writeln!(
+        s,
+        "cores        {} physical, {} logical",
+        c.physical_cores
+            .map(|n| n.to_string())
+            .unwrap_or("?".into()),
+        c.logical_cores.map(|n| n.to_string()).unwrap_or("?".into())
+    );
+    if let Some(mem) = &m.memory {
+        let _ = writeln!(
+            s,
+            "memory       {} total, {} available  [{}]",
+            gib(mem.total_bytes),
+            mem.available_bytes.map(gib).unwrap_or("?".into()),
+            mem.source
+        );
+    }
+    if let Some(d) = &m.disk {
+        let _ = writeln!(
+            s,
+            "disk         {} free at {}  [{}]",
+            gib(d.free_bytes),
+            d.path,
+            d.source
+        );
+    }
+    let comp = |d: &Detection<Compiler>| {
+        detection(d, |c| {
+            format!(
+                "{} {} at {}  [{}]",
+                c.family.as_str(),
+                c.version,
+                c.path,
+                c.source
+            )
+        })
+    };
+    let _ = writeln!(s, "C compiler   {}", comp(&m.compilers.c));
+    let _ = writeln!(s, "C++ compiler {}", comp(&m.compilers.cxx));
+    let tool = |d: &Detection<Tool>| detection(d, |t| format!("{} at {}", t.version, t.path));
+    let _ = writeln!(s, "cmake        {}", tool(&m.tools.cmake));
+    let _ = writeln!(s, "ninja        {}", tool(&m.tools.ninja));
+    let _ = writeln!(s, "git          {}", tool(&m.tools.git));
+    let _ = writeln!(
+        s,
+        "CUDA         {}",
+        detection(&m.cuda, |c| format!("{} (nvcc at {})", c.version, c.nvcc))
+    );
+    let _ = writeln!(
+        s,
+        "NVIDIA GPUs  {}",
+        detection(&m.nvidia, |n| if n.gpus.is_empty() {
+            "none".into()
+        } else {
+            n.gpus
+                .iter()
+                .map(|g| {
+                    format!(
+                        "#{} {} (sm {}, {} MiB, driver {})",
+                        g.index, g.name, g.compute_capability, g.vram_mib, g.driver_version
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    );
+    let _ = writeln!(
+        s,
+        "Vulkan       {}",
+        detection(&m.vulkan, |v| format!(
+            "loader {}, devices [{}], glslc {}",
+            v.loader,
+            v.devices.join(", "),
+            v.glslc.as_deref().unwrap_or("missing")
+        ))
+    );
+    let _ = writeln!(
+        s,
+        "Metal        {}",
+        detection(&m.metal, |mt| mt.source.clone())
+    );
+    let _ = writeln!(
+        s,
+        "ROCm         {}",
+        detection(&m.rocm, |r| format!(
+            "targets [{}], HIP {}",
+            r.gfx_targets.join(", "),
+            r.hip_version.as_deref().unwrap_or("?")
+        ))
+    );
+    s
+}
