@@ -9,4 +9,5 @@ pub mod env;
 pub mod error;
 pub mod machine;
 pub mod probe;
+pub mod progress;
 pub mod report;
