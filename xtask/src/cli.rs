@@ -48,6 +48,8 @@ pub struct MachineArg {
 pub enum Command {
     /// Print this machine's facts (compilers, CPU features, GPUs, toolkits), each with its source
     Probe(ProbeArgs),
+    /// Render this machine's CMake profile and runtime defaults; --explain says why for each flag
+    Profile(ProfileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,4 +57,19 @@ pub struct ProbeArgs {
     /// Seconds after which a probe command (e.g. a wedged nvidia-smi) is stopped
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub machine: MachineArg,
+    /// Print every decision with the fact that chose it, and why each backend was or was not chosen
+    #[arg(long)]
+    pub explain: bool,
+    /// Override file [default: profiles/local.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
+    /// Also write the CMake script to FILE (atomically)
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }

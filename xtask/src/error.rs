@@ -12,6 +12,9 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
                 return Some(h.to_string());
             }
         }
+        if let Some(e) = cause.downcast_ref::<crate::profile::overrides::OverrideError>() {
+            return Some(e.hint());
+        }
         if let Some(e) = cause.downcast_ref::<MachineFileError>() {
             return Some(e.hint());
         }

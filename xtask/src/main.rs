@@ -21,5 +21,6 @@ fn main() -> ExitCode {
 fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Probe(a) => xtask::probe::run(ctx, &a),
+        Command::Profile(a) => xtask::profile::run(ctx, &a),
     }
 }

@@ -139,3 +139,52 @@ pub fn machine_text(m: &Machine) -> String {
     );
     s
 }
+
+/// `profile --explain`: every decision with its fact, then the backends and runtime defaults.
+pub fn profile_explain(p: &crate::profile::Profile) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "profile for {} (hash {})", p.machine, p.short_hash());
+    let w = p.decisions.iter().map(|d| d.name.len()).max().unwrap_or(10);
+    let wv = p
+        .decisions
+        .iter()
+        .map(|d| d.value.len())
+        .max()
+        .unwrap_or(5)
+        .min(24);
+    let _ = writeln!(s, "\n{:<w$}  {:<wv$}  why (fact)", "option", "value");
+    for d in &p.decisions {
+        let src = d
+            .overridden
+            .as_ref()
+            .map(|o| format!(" [override: {o}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{:<w$}  {:<wv$}  {} ({}){src}",
+            d.name, d.value, d.reason, d.fact
+        );
+    }
+    let _ = writeln!(s, "\nbackends");
+    for b in &p.backends {
+        let _ = writeln!(
+            s,
+            "  {:<7} {}  {}",
+            b.name,
+            if b.chosen { "yes" } else { "no " },
+            b.why
+        );
+    }
+    let r = &p.runtime;
+    let _ = writeln!(s, "\nruntime defaults");
+    let _ = writeln!(s, "  threads     {:<6} {}", r.threads, r.threads_why);
+    let _ = writeln!(s, "  gpu layers  {:<6} {}", r.gpu_layers, r.gpu_layers_why);
+    let _ = writeln!(s, "  context     {:<6} {}", r.ctx_size, r.ctx_why);
+    for x in &p.warnings {
+        let _ = writeln!(s, "warning: {x}");
+    }
+    for h in &p.hints {
+        let _ = writeln!(s, "hint: {h}");
+    }
+    s
+}

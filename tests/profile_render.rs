@@ -1,0 +1,188 @@
+//! Rendered profiles of recorded machines, snapshot-tested, and the determinism promise.
+
+use std::path::{Path, PathBuf};
+use xtask::machine::Machine;
+use xtask::profile::overrides::Overrides;
+use xtask::profile::{plan, Profile};
+
+fn machine(name: &str) -> Machine {
+    let p: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/machines")
+        .join(format!("{name}.json"));
+    Machine::from_json_file(&p).unwrap()
+}
+
+/// What a reviewer needs to see: the script, the backends with their reasons, runtime defaults.
+fn snapshot_text(p: &Profile) -> String {
+    let mut s = p.cmake.clone();
+    s.push_str("\n# --- backends\n");
+    for b in &p.backends {
+        s.push_str(&format!("# {} chosen={} : {}\n", b.name, b.chosen, b.why));
+    }
+    s.push_str(&format!("# --- runtime\n# {:?}\n", p.runtime));
+    for w in &p.warnings {
+        s.push_str(&format!("# warning: {w}\n"));
+    }
+    for h in &p.hints {
+        s.push_str(&format!("# hint: {h}\n"));
+    }
+    s
+}
+
+macro_rules! snapshot_test {
+    ($test:ident, $file:literal) => {
+        #[test]
+        fn $test() {
+            let p = plan(&machine($file), &Overrides::default());
+            insta::assert_snapshot!($file, snapshot_text(&p));
+        }
+    };
+}
+
+snapshot_test!(this_machine_epyc_avx512, "this-machine-epyc-avx512");
+snapshot_test!(avx2_desktop, "avx2-desktop-haswell");
+snapshot_test!(laptop_rtx4050_cuda124, "laptop-rtx4050-cuda12.4");
+snapshot_test!(apple_m2, "apple-m2");
+snapshot_test!(arm64_linux_server, "arm64-linux-server-graviton3");
+snapshot_test!(nvidia_gpu_without_toolkit, "nvidia-gpu-no-toolkit");
+snapshot_test!(declared_ci_variant_v3, "declared-linux-x86_64-v3");
+
+#[test]
+fn rendering_twice_gives_identical_bytes_and_hash() {
+    for name in [
+        "this-machine-epyc-avx512",
+        "laptop-rtx4050-cuda12.4",
+        "declared-linux-x86_64-v3",
+    ] {
+        let m = machine(name);
+        let a = plan(&m, &Overrides::default());
+        let b = plan(&m.clone(), &Overrides::default());
+        assert_eq!(a.cmake.as_bytes(), b.cmake.as_bytes(), "{name}");
+        assert_eq!(a.hash, b.hash);
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_changed_fact_changes_the_hash() {
+    let m = machine("laptop-rtx4050-cuda12.4");
+    let mut other = m.clone();
+    if let xtask::machine::Detection::Found(n) = &mut other.nvidia {
+        n.gpus[0].compute_capability = "8.6".into();
+    }
+    assert_ne!(
+        plan(&m, &Overrides::default()).hash,
+        plan(&other, &Overrides::default()).hash
+    );
+}
+
+#[test]
+fn declared_machine_sets_every_isa_option_explicitly() {
+    let p = plan(&machine("declared-linux-x86_64-v3"), &Overrides::default());
+    assert_eq!(p.decision("GGML_NATIVE"), Some("OFF"));
+    // With NATIVE off these six default to ON in this llama.cpp: each must be explicit.
+    for opt in [
+        "GGML_SSE42",
+        "GGML_AVX",
+        "GGML_AVX2",
+        "GGML_BMI2",
+        "GGML_FMA",
+        "GGML_F16C",
+    ] {
+        assert_eq!(p.decision(opt), Some("ON"), "{opt}");
+    }
+    for opt in [
+        "GGML_AVX512",
+        "GGML_AVX512_VNNI",
+        "GGML_AVX_VNNI",
+        "GGML_AMX_INT8",
+    ] {
+        assert_eq!(p.decision(opt), Some("OFF"), "{opt}");
+    }
+    let mut baseline = machine("declared-linux-x86_64-v3");
+    baseline.cpu.features.clear();
+    let p = plan(&baseline, &Overrides::default());
+    for opt in [
+        "GGML_SSE42",
+        "GGML_AVX",
+        "GGML_AVX2",
+        "GGML_BMI2",
+        "GGML_FMA",
+        "GGML_F16C",
+    ] {
+        assert_eq!(p.decision(opt), Some("OFF"), "baseline {opt}");
+    }
+}
+
+#[test]
+fn no_profile_ever_uses_obsolete_option_names() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/machines");
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let p = plan(
+                &Machine::from_json_file(&path).unwrap(),
+                &Overrides::default(),
+            );
+            for bad in [
+                "LLAMA_CUBLAS",
+                "LLAMA_CUDA",
+                "LLAMA_METAL",
+                "LLAMA_NATIVE",
+                "LLAMA_CURL",
+                "GGML_CUDA_F16",
+            ] {
+                assert!(
+                    !p.cmake.contains(&format!("set({bad} ")),
+                    "{} uses {bad}",
+                    path.display()
+                );
+            }
+            // Library-only, static, Release: always.
+            for (opt, v) in [
+                ("BUILD_SHARED_LIBS", "OFF"),
+                ("LLAMA_BUILD_TESTS", "OFF"),
+                ("LLAMA_BUILD_TOOLS", "OFF"),
+                ("LLAMA_BUILD_SERVER", "OFF"),
+                ("CMAKE_BUILD_TYPE", "Release"),
+            ] {
+                assert_eq!(p.decision(opt), Some(v), "{} {opt}", path.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn forcing_a_backend_off_is_explained_as_an_override() {
+    let o = Overrides::parse("[backends]\ncuda = \"off\"\n", "profiles/local.toml").unwrap();
+    let p = plan(&machine("laptop-rtx4050-cuda12.4"), &o);
+    assert_eq!(p.decision("GGML_CUDA"), None);
+    let cuda = p.backends.iter().find(|b| b.name == "cuda").unwrap();
+    assert!(
+        !cuda.chosen && cuda.why.contains("profiles/local.toml"),
+        "{cuda:?}"
+    );
+}
+
+#[test]
+fn pinned_architectures_override_the_detected_ones() {
+    let o = Overrides::parse("[cuda]\narchitectures = [\"86\", \"89\"]\n", "local.toml").unwrap();
+    let p = plan(&machine("laptop-rtx4050-cuda12.4"), &o);
+    assert_eq!(p.decision("CMAKE_CUDA_ARCHITECTURES"), Some("86;89"));
+}
+
+#[test]
+fn strict_templates_reject_an_unknown_variable() {
+    let err = xtask::profile::render_cmake(
+        "{{ machine }} {{ no_such_thing }}",
+        &xtask::profile::TemplateContext {
+            machine: "m",
+            decisions: &[],
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("undefined"), "{err}");
+}

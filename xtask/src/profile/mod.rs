@@ -1,0 +1,248 @@
+//! Profile: the per-machine build decisions, rendered from the minijinja template in `profiles/`
+//! into a CMake initial-cache script, plus the runtime defaults for this machine.
+//!
+//! Pure and deterministic: the same Machine, overrides and templates give byte-identical output.
+
+pub mod cuda;
+pub mod overrides;
+pub mod rules;
+
+use crate::machine::{Machine, Origin};
+use overrides::Overrides;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The CMake template, embedded so a built xtask needs no files beside it.
+pub const CMAKE_TEMPLATE: &str = include_str!("../../../profiles/profile.cmake.j2");
+/// Bumped when the Profile JSON shape changes.
+pub const PROFILE_SCHEMA: u32 = 1;
+
+/// One CMake cache entry and the fact that chose it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub name: String,
+    pub value: String,
+    /// CMake cache type: BOOL or STRING.
+    pub kind: String,
+    /// What the setting does for this machine.
+    pub reason: String,
+    /// The fact (or rule) that chose it.
+    pub fact: String,
+    /// The override file that set it, when it did not come from a rule.
+    #[serde(default)]
+    pub overridden: Option<String>,
+}
+
+impl Decision {
+    pub fn new(
+        name: &str,
+        value: &str,
+        kind: &str,
+        reason: impl Into<String>,
+        fact: impl Into<String>,
+    ) -> Decision {
+        Decision {
+            name: name.into(),
+            value: value.into(),
+            kind: kind.into(),
+            reason: reason.into(),
+            fact: fact.into(),
+            overridden: None,
+        }
+    }
+}
+
+/// A GPU backend considered: chosen (with what) or not (and why not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backend {
+    pub name: String,
+    pub chosen: bool,
+    pub why: String,
+}
+
+impl Backend {
+    fn from_result(name: &str, r: Result<String, String>) -> Backend {
+        match r {
+            Ok(why) => Backend {
+                name: name.into(),
+                chosen: true,
+                why,
+            },
+            Err(why) => Backend {
+                name: name.into(),
+                chosen: false,
+                why,
+            },
+        }
+    }
+}
+
+/// What the runtime uses when a flag is not given, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeDefaults {
+    pub threads: u32,
+    pub threads_why: String,
+    /// `all`, `auto` (fit VRAM from the GGUF header) or a number.
+    pub gpu_layers: String,
+    pub gpu_layers_why: String,
+    pub ctx_size: u32,
+    pub ctx_why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub schema: u32,
+    /// A label for the machine ("probed linux x86_64", or a declared machine's name).
+    pub machine: String,
+    /// sha256 of `cmake`: the identity of the build decisions.
+    pub hash: String,
+    /// The rendered CMake initial-cache script (`cmake -C`).
+    pub cmake: String,
+    pub decisions: Vec<Decision>,
+    pub backends: Vec<Backend>,
+    pub runtime: RuntimeDefaults,
+    pub warnings: Vec<String>,
+    pub hints: Vec<String>,
+}
+
+impl Profile {
+    pub fn decision(&self, name: &str) -> Option<&str> {
+        self.decisions
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.value.as_str())
+    }
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12]
+    }
+}
+
+/// The documented template context: what `profiles/*.j2` may use.
+#[derive(Debug, Serialize)]
+pub struct TemplateContext<'a> {
+    /// Machine label.
+    pub machine: &'a str,
+    /// Every decision, in rule order.
+    pub decisions: &'a [Decision],
+}
+
+fn machine_label(m: &Machine) -> String {
+    match (&m.origin, &m.name) {
+        (Origin::Declared, Some(n)) => {
+            format!("declared machine {n} ({} {})", m.os.value, m.arch.value)
+        }
+        (Origin::Declared, None) => format!("declared machine ({} {})", m.os.value, m.arch.value),
+        (Origin::Probed, _) => format!("probed {} {} machine", m.os.value, m.arch.value),
+    }
+}
+
+/// CMake quoting for `set()` arguments: always a quoted argument, with `\`, `"` and `$` escaped.
+fn cmake_quote(v: String) -> String {
+    let mut s = String::with_capacity(v.len() + 2);
+    s.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' | '"' | '$' => {
+                s.push('\\');
+                s.push(c);
+            }
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+pub fn render_cmake(template: &str, ctx: &TemplateContext) -> Result<String, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_filter("cmake_quote", cmake_quote);
+    env.add_template("profile.cmake", template)?;
+    let mut out = env.get_template("profile.cmake")?.render(ctx)?;
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The profile for a Machine: pure, deterministic.
+pub fn plan(m: &Machine, o: &Overrides) -> Profile {
+    plan_with(m, o, CMAKE_TEMPLATE, &cuda::CudaTable::embedded())
+}
+
+pub fn plan_with(m: &Machine, o: &Overrides, template: &str, table: &cuda::CudaTable) -> Profile {
+    let out = rules::decide(m, o, table);
+    let label = machine_label(m);
+    let decisions = out.decisions;
+    let cmake = render_cmake(
+        template,
+        &TemplateContext {
+            machine: &label,
+            decisions: &decisions,
+        },
+    )
+    .expect("the embedded template renders (checked by tests)");
+    let hash = hex(&Sha256::digest(cmake.as_bytes()));
+    Profile {
+        schema: PROFILE_SCHEMA,
+        machine: label,
+        hash,
+        cmake,
+        decisions,
+        backends: out.backends,
+        runtime: out.runtime,
+        warnings: out.warnings,
+        hints: out.hints,
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `cargo xtask profile`.
+pub fn run(
+    ctx: &crate::context::Ctx,
+    args: &crate::cli::ProfileArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let machine = ctx.machine(args.machine.machine.as_deref())?;
+    let overrides = load_overrides(ctx, args.overrides.as_deref())?;
+    let p = plan(&machine, &overrides);
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else if args.explain {
+        print!("{}", crate::report::profile_explain(&p));
+    } else {
+        print!("{}", p.cmake);
+        for w in &p.warnings {
+            eprintln!("warning: {w}");
+        }
+        for h in &p.hints {
+            eprintln!("hint: {h}");
+        }
+        eprintln!("profile hash: {}", p.hash);
+    }
+    if let Some(out) = &args.output {
+        crate::fsx::write_atomic(out, p.cmake.as_bytes())?;
+        ctx.info(format!("wrote {}", out.display()));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The override file: `--overrides FILE`, else `profiles/local.toml` in the repository.
+pub fn load_overrides(
+    ctx: &crate::context::Ctx,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Overrides> {
+    let path = match file {
+        Some(f) => {
+            if !f.exists() {
+                anyhow::bail!("override file {} does not exist", f.display());
+            }
+            f.to_path_buf()
+        }
+        None => ctx.repo_root.join("profiles/local.toml"),
+    };
+    Ok(Overrides::load(&path)?)
+}

@@ -1,0 +1,487 @@
+//! The decision rules: from Machine facts (+ overrides) to CMake cache entries, each carrying the
+//! fact that chose it, plus a "why not" for every backend not chosen. GPU generations come from
+//! the data table in `profiles/cuda.toml` (see `cuda.rs`), not from code.
+
+use super::cuda::{plan_architectures, CudaTable};
+use super::overrides::{Overrides, Switch};
+use super::{Backend, Decision, RuntimeDefaults};
+use crate::machine::{CompilerFamily, Machine, Origin};
+use crate::probe::tools::version_at_least;
+
+/// ISA options of this llama.cpp, with the declared features that must all be present for ON.
+/// With GGML_NATIVE=OFF the first six default to ON (a Haswell-level build), so every one is set
+/// explicitly (LLAMA_CPP_FACTS.md, "CMake options").
+const X86_ISA: &[(&str, &[&str])] = &[
+    ("GGML_SSE42", &["sse4.2"]),
+    ("GGML_AVX", &["avx"]),
+    ("GGML_AVX2", &["avx2"]),
+    ("GGML_BMI2", &["bmi2"]),
+    ("GGML_FMA", &["fma"]),
+    ("GGML_F16C", &["f16c"]),
+    ("GGML_AVX_VNNI", &["avxvnni"]),
+    // ggml's GGML_AVX512 compiles with -mavx512f -mavx512cd -mavx512vl -mavx512dq -mavx512bw.
+    (
+        "GGML_AVX512",
+        &["avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"],
+    ),
+    ("GGML_AVX512_VBMI", &["avx512vbmi"]),
+    ("GGML_AVX512_VNNI", &["avx512vnni"]),
+    ("GGML_AVX512_BF16", &["avx512bf16"]),
+    ("GGML_AMX_TILE", &["amx-tile"]),
+    ("GGML_AMX_INT8", &["amx-int8"]),
+    ("GGML_AMX_BF16", &["amx-bf16"]),
+];
+
+pub struct Outcome {
+    pub decisions: Vec<Decision>,
+    pub backends: Vec<Backend>,
+    pub runtime: RuntimeDefaults,
+    pub warnings: Vec<String>,
+    pub hints: Vec<String>,
+}
+
+fn on(b: bool) -> String {
+    (if b { "ON" } else { "OFF" }).to_string()
+}
+
+pub fn decide(m: &Machine, o: &Overrides, table: &CudaTable) -> Outcome {
+    let mut d: Vec<Decision> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut hints = Vec::new();
+
+    // --- the library-only build shape: fixed, explained by the pinned tree's facts.
+    let fixed = "the pinned tree ships no app/tools/tests sources (LLAMA_CPP_FACTS.md)";
+    d.push(Decision::new(
+        "CMAKE_BUILD_TYPE",
+        "Release",
+        "STRING",
+        "optimised build",
+        "always",
+    ));
+    d.push(Decision::new(
+        "BUILD_SHARED_LIBS",
+        "OFF",
+        "BOOL",
+        "static libraries: the runtime is one self-contained binary",
+        "always",
+    ));
+    for opt in [
+        "LLAMA_BUILD_TESTS",
+        "LLAMA_BUILD_EXAMPLES",
+        "LLAMA_BUILD_TOOLS",
+        "LLAMA_BUILD_SERVER",
+        "LLAMA_BUILD_APP",
+    ] {
+        d.push(Decision::new(
+            opt,
+            "OFF",
+            "BOOL",
+            "not part of a library-only build",
+            fixed,
+        ));
+    }
+    d.push(Decision::new(
+        "LLAMA_BUILD_COMMON",
+        "OFF",
+        "BOOL",
+        "the runtime does not use libcommon; off halves the build time",
+        "always (LLAMA_CPP_FACTS.md: 1 m 32 s vs 2 m 44 s)",
+    ));
+    d.push(Decision::new(
+        "LLAMA_OPENSSL",
+        "OFF",
+        "BOOL",
+        "no HTTP(S) download code in the library (models are fetched by tunellama)",
+        "always",
+    ));
+    d.push(Decision::new(
+        "GGML_CCACHE",
+        "OFF",
+        "BOOL",
+        "tunellama caches whole builds; ccache would only add a warning when absent",
+        "always",
+    ));
+    d.push(Decision::new(
+        "GGML_OPENMP",
+        "ON",
+        "BOOL",
+        "OpenMP thread pool (the link description adds gomp/omp)",
+        "always",
+    ));
+
+    // --- CPU
+    let declared = m.origin == Origin::Declared;
+    if declared {
+        d.push(Decision::new(
+            "GGML_NATIVE",
+            "OFF",
+            "BOOL",
+            "declared machine: code must run on any CPU with the declared features, not on the build host's",
+            format!("machine.origin = declared{}", m.name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()),
+        ));
+        if m.is_x86_64() {
+            for (opt, needs) in X86_ISA {
+                let have = needs.iter().all(|f| m.cpu.has(f));
+                let fact = if have {
+                    format!("cpu.features has {}", needs.join(", "))
+                } else {
+                    let missing: Vec<_> = needs.iter().filter(|f| !m.cpu.has(f)).copied().collect();
+                    format!("cpu.features lacks {}", missing.join(", "))
+                };
+                d.push(Decision::new(
+                    opt,
+                    &on(have),
+                    "BOOL",
+                    format!(
+                        "explicit ISA level ({} declared)",
+                        if have { "feature" } else { "feature not" }
+                    ),
+                    fact,
+                ));
+            }
+        } else if m.arch.value == "aarch64" {
+            let mut arch = String::from("armv8.2-a");
+            let mut used = Vec::new();
+            for (f, ext) in [
+                ("fp16", "+fp16"),
+                ("dotprod", "+dotprod"),
+                ("i8mm", "+i8mm"),
+                ("sve", "+sve"),
+            ] {
+                if m.cpu.has(f) {
+                    arch.push_str(ext);
+                    used.push(f);
+                }
+            }
+            d.push(Decision::new(
+                "GGML_CPU_ARM_ARCH",
+                &arch,
+                "STRING",
+                "explicit target for the declared arm64 features",
+                format!("cpu.features = [{}]", used.join(", ")),
+            ));
+        }
+    } else {
+        d.push(Decision::new(
+            "GGML_NATIVE",
+            "ON",
+            "BOOL",
+            "local build: compile for exactly this CPU (-march=native)",
+            format!(
+                "machine.origin = probed; cpu {} with {}",
+                m.cpu.model.as_deref().unwrap_or("?"),
+                m.cpu
+                    .x86_64_level
+                    .map(|l| format!("x86-64-v{l}"))
+                    .unwrap_or_else(|| m.cpu.features.join(" "))
+            ),
+        ));
+        let gcc = matches!(m.compilers.c.found(), Some(c) if c.family == CompilerFamily::Gcc);
+        if m.is_x86_64() && gcc {
+            for var in ["CMAKE_C_FLAGS", "CMAKE_CXX_FLAGS"] {
+                d.push(Decision::new(
+                    var,
+                    "-mtune=generic",
+                    "STRING",
+                    "keep -march=native's instructions but generic scheduling: +4-7% prompt speed measured with gcc 12 (LLAMA_CPP_FACTS.md)",
+                    "compilers.c.family = gcc on x86_64",
+                ));
+            }
+        }
+    }
+
+    // --- GPU backends, in priority order: CUDA, Metal, HIP, Vulkan (one GPU backend per build).
+    let mut backends = Vec::new();
+    let mut gpu_chosen: Option<&'static str> = None;
+    let override_src = o
+        .origin
+        .clone()
+        .unwrap_or_else(|| "profiles/local.toml".into());
+
+    // CUDA
+    let cuda_choice = decide_cuda(
+        m,
+        o,
+        table,
+        &override_src,
+        &mut d,
+        &mut warnings,
+        &mut hints,
+    );
+    if cuda_choice.is_ok() {
+        gpu_chosen = Some("cuda");
+    }
+    backends.push(Backend::from_result("cuda", cuda_choice));
+
+    // Metal
+    let metal: Result<String, String> = if o.backends.metal == Switch::Off {
+        Err(format!("disabled by {override_src}"))
+    } else if let Some(g) = gpu_chosen {
+        Err(format!("{g} already chosen"))
+    } else if m.metal.found().is_some()
+        && (m.arch.value == "aarch64" || o.backends.metal == Switch::On)
+    {
+        d.push(Decision::new(
+            "GGML_METAL",
+            "ON",
+            "BOOL",
+            "Apple GPU through Metal",
+            format!("os = macos, arch = {}", m.arch.value),
+        ));
+        d.push(Decision::new(
+            "GGML_METAL_EMBED_LIBRARY",
+            "ON",
+            "BOOL",
+            "embed the shader library so the static binary needs no default.metallib beside it",
+            "static runtime binary",
+        ));
+        gpu_chosen = Some("metal");
+        Ok("Metal".into())
+    } else if m.metal.found().is_some() {
+        d.push(Decision::new(
+            "GGML_METAL",
+            "OFF",
+            "BOOL",
+            "Metal on Intel Macs is slower than the CPU backend",
+            format!("arch = {}", m.arch.value),
+        ));
+        Err(format!(
+            "Intel Mac ({}): Metal is slower than the CPU here",
+            m.arch.value
+        ))
+    } else {
+        Err(m.metal.why_absent())
+    };
+    backends.push(Backend::from_result("metal", metal));
+
+    // HIP
+    let hip: Result<String, String> = if o.backends.hip == Switch::Off {
+        Err(format!("disabled by {override_src}"))
+    } else if let Some(g) = gpu_chosen {
+        Err(format!("{g} already chosen"))
+    } else {
+        match m.rocm.found() {
+            Some(r) if !r.gfx_targets.is_empty() => {
+                let targets = r.gfx_targets.join(";");
+                d.push(Decision::new(
+                    "GGML_HIP",
+                    "ON",
+                    "BOOL",
+                    "AMD GPU through ROCm/HIP",
+                    format!("rocm found ({})", r.source),
+                ));
+                d.push(Decision::new(
+                    "GPU_TARGETS",
+                    &targets,
+                    "STRING",
+                    "exactly the local AMD GPUs' gfx targets",
+                    format!("rocminfo agents: {targets}"),
+                ));
+                gpu_chosen = Some("hip");
+                Ok(format!("HIP: {targets}"))
+            }
+            Some(_) => Err("ROCm present but rocminfo lists no GPU agent".into()),
+            None => Err(m.rocm.why_absent()),
+        }
+    };
+    backends.push(Backend::from_result("hip", hip));
+
+    // Vulkan
+    let vulkan: Result<String, String> = if o.backends.vulkan == Switch::Off {
+        Err(format!("disabled by {override_src}"))
+    } else if let Some(g) = gpu_chosen {
+        Err(format!("{g} already chosen"))
+    } else {
+        match m.vulkan.found() {
+            Some(v) if v.glslc.is_none() => Err(format!("loader present ({}) but no glslc to compile the shaders (install glslc or the Vulkan SDK)", v.loader)),
+            Some(v) if !v.devices.is_empty() && v.devices.iter().all(|n| is_software_device(n)) && o.backends.vulkan != Switch::On => {
+                Err(format!("only software devices ({})", v.devices.join(", ")))
+            }
+            Some(v) => {
+                d.push(Decision::new("GGML_VULKAN", "ON", "BOOL", "GPU through Vulkan (no CUDA/Metal/HIP)", format!("loader {}, glslc {}", v.loader, v.glslc.as_deref().unwrap_or("?"))));
+                gpu_chosen = Some("vulkan");
+                Ok(format!("Vulkan: {}", v.devices.join(", ")))
+            }
+            None => Err(m.vulkan.why_absent()),
+        }
+    };
+    backends.push(Backend::from_result("vulkan", vulkan));
+
+    // --- user defines last, so they win (and say so).
+    for (name, value) in &o.defines {
+        let (v, kind) = value.cmake();
+        d.retain(|x| &x.name != name);
+        let mut dec = Decision::new(name, &v, kind, "user define", format!("[defines] {name}"));
+        dec.overridden = Some(override_src.clone());
+        d.push(dec);
+    }
+
+    let runtime = runtime_defaults(m, o, gpu_chosen, &override_src);
+    Outcome {
+        decisions: d,
+        backends,
+        runtime,
+        warnings,
+        hints,
+    }
+}
+
+fn is_software_device(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("llvmpipe") || n.contains("swiftshader") || n.contains("lavapipe")
+}
+
+fn cuda_fact(m: &Machine) -> String {
+    let tk = m
+        .cuda
+        .found()
+        .map(|c| format!("nvcc {} at {}", c.version, c.nvcc))
+        .unwrap_or_default();
+    let g: Vec<String> = m
+        .gpus()
+        .iter()
+        .map(|g| format!("{} (cc {})", g.name, g.compute_capability))
+        .collect();
+    format!(
+        "{tk}; GPUs: {}",
+        if g.is_empty() {
+            "none".into()
+        } else {
+            g.join(", ")
+        }
+    )
+}
+
+fn runtime_defaults(m: &Machine, o: &Overrides, gpu: Option<&str>, src: &str) -> RuntimeDefaults {
+    let (threads, threads_why) = match (o.runtime.threads, m.cpu.physical_cores, m.cpu.logical_cores) {
+        (Some(t), _, _) => (t, format!("override from {src}")),
+        (None, Some(p), _) => (p, "physical cores: more threads than cores slows llama.cpp (measured 0.5-0.8x with fewer, no gain with SMT)".into()),
+        (None, None, Some(l)) => (l, "logical cores (physical count unknown)".into()),
+        (None, None, None) => (4, "core count unknown: a conservative 4".into()),
+    };
+    let (gpu_layers, gpu_layers_why) = match (&o.runtime.gpu_layers, gpu) {
+        (Some(g), _) => (g.clone(), format!("override from {src}")),
+        (None, Some("metal")) => ("all".into(), "unified memory: every layer on the GPU".into()),
+        (None, Some(b)) => ("auto".into(), format!("{b}: as many layers as fit in VRAM, computed from the model's GGUF header at load time")),
+        (None, None) => ("0".into(), "CPU-only build".into()),
+    };
+    let ram_gib = m.memory.as_ref().map(|x| x.total_bytes >> 30);
+    let (ctx_size, ctx_why) = match (o.runtime.ctx_size, ram_gib) {
+        (Some(c), _) => (c, format!("override from {src}")),
+        (None, Some(r)) if r < 4 => (2048, format!("{r} GiB RAM: a small KV cache")),
+        (None, Some(r)) => (4096, format!("{r} GiB RAM; capped at load time to the model's trained context and to free memory")),
+        (None, None) => (4096, "RAM unknown; capped at load time to the model's trained context".into()),
+    };
+    RuntimeDefaults {
+        threads,
+        threads_why,
+        gpu_layers,
+        gpu_layers_why,
+        ctx_size,
+        ctx_why,
+    }
+}
+
+fn decide_cuda(
+    m: &Machine,
+    o: &Overrides,
+    table: &CudaTable,
+    src: &str,
+    d: &mut Vec<Decision>,
+    warnings: &mut Vec<String>,
+    hints: &mut Vec<String>,
+) -> Result<String, String> {
+    if o.backends.cuda == Switch::Off {
+        return Err(format!("disabled by {src}"));
+    }
+    let forced = o.backends.cuda == Switch::On;
+    let gpus = m.gpus();
+    let tk = m.cuda.found();
+    if tk.is_none() && !forced {
+        if gpus.is_empty() {
+            return Err(format!(
+                "no NVIDIA GPU ({}); no nvcc ({})",
+                m.nvidia.why_absent(),
+                m.cuda.why_absent()
+            ));
+        }
+        let needed = gpus
+            .iter()
+            .filter_map(|g| table.first_toolkit_for(&g.compute_capability))
+            .fold("11.8", |a, b| if version_at_least(b, a) { b } else { a });
+        hints.push(format!(
+            "NVIDIA GPU found ({}) but no CUDA toolkit: install CUDA {needed} or newer (Debian/Ubuntu: NVIDIA's cuda-toolkit packages, or `apt-get install nvidia-cuda-toolkit` where that version suffices), then run `cargo xtask setup` again for a GPU build",
+            gpus.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+        return Err(format!(
+            "NVIDIA GPU present but no nvcc ({})",
+            m.cuda.why_absent()
+        ));
+    }
+    if gpus.is_empty() && !forced {
+        return Err(format!(
+            "CUDA toolkit present but no NVIDIA GPU ({})",
+            m.nvidia.why_absent()
+        ));
+    }
+    let (archs, why) = if let Some(list) = &o.cuda.architectures {
+        (list.clone(), format!("override from {src}"))
+    } else if let Some(tk) = tk {
+        let plan = plan_architectures(table, gpus, &tk.version);
+        warnings.extend(plan.warnings.iter().cloned());
+        if let Some(t) = table.toolkit_min_driver(&tk.version) {
+            for g in gpus {
+                if !version_at_least(&g.driver_version, &t.min_driver) {
+                    warnings.push(format!(
+                        "driver {} of GPU {} is older than {} required by CUDA {}: the build will not run until the driver is updated",
+                        g.driver_version, g.index, t.min_driver, tk.version
+                    ));
+                }
+            }
+        }
+        (plan.architectures, plan.reasons.join("; "))
+    } else {
+        (Vec::new(), String::new())
+    };
+    if archs.is_empty() && !forced {
+        let v = tk.map(|t| t.version.as_str()).unwrap_or("?");
+        return Err(format!("CUDA {v} cannot compile for any local GPU"));
+    }
+    let fact = if forced {
+        format!("override from {src}")
+    } else {
+        cuda_fact(m)
+    };
+    d.push(Decision::new(
+        "GGML_CUDA",
+        "ON",
+        "BOOL",
+        "NVIDIA GPU + CUDA toolkit: offload to the GPU",
+        fact,
+    ));
+    if tk.is_none() {
+        warnings.push(format!(
+            "CUDA forced on by {src} but no nvcc was found: configure will fail"
+        ));
+    }
+    if archs.is_empty() {
+        warnings.push("CUDA forced on without a usable local GPU: llama.cpp's default architecture list is used".into());
+    } else {
+        d.push(Decision::new(
+            "CMAKE_CUDA_ARCHITECTURES",
+            &archs.join(";"),
+            "STRING",
+            "exactly the local GPUs' architectures (a smaller, faster build than the default list)",
+            why,
+        ));
+    }
+    Ok(format!(
+        "CUDA {}: {}",
+        tk.map(|t| t.version.as_str()).unwrap_or("?"),
+        if archs.is_empty() {
+            "default architectures".into()
+        } else {
+            archs.join(";")
+        }
+    ))
+}
