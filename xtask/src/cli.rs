@@ -46,10 +46,16 @@ pub struct MachineArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The main job: probe, install missing build tools, render the profile, build and cache llama.cpp
+    Setup(SetupArgs),
     /// Print this machine's facts (compilers, CPU features, GPUs, toolkits), each with its source
     Probe(ProbeArgs),
     /// Render this machine's CMake profile and runtime defaults; --explain says why for each flag
     Profile(ProfileArgs),
+    /// Show the system tools a source build needs (cmake, ninja, compilers); --install installs them
+    Prereqs(PrereqArgs),
+    /// Run the project's checks: install test prerequisites, cargo fmt --check, clippy, cargo test
+    Test(TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -72,4 +78,25 @@ pub struct ProfileArgs {
     /// Also write the CMake script to FILE (atomically)
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PrereqArgs {
+    /// Install what is missing through the system package manager (asks first unless --yes/CI)
+    #[arg(long)]
+    pub install: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Extra arguments passed to `cargo test` (e.g. a test name filter)
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Override file [default: profiles/local.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
 }

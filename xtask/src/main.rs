@@ -20,7 +20,10 @@ fn main() -> ExitCode {
 
 fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Setup(a) => xtask::setup::run(ctx, &a),
         Command::Probe(a) => xtask::probe::run(ctx, &a),
         Command::Profile(a) => xtask::profile::run(ctx, &a),
+        Command::Prereqs(a) => xtask::prereq::run(ctx, &a),
+        Command::Test(a) => xtask::testcmd::run(ctx, &a),
     }
 }

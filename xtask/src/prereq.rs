@@ -1,0 +1,347 @@
+//! System prerequisites (cmake, ninja, a C/C++ compiler): find what is missing, say what will be
+//! installed and why, install it through the system package manager, or print the exact command.
+
+use crate::cmd::{which_in, Cmd};
+use crate::context::Ctx;
+use crate::machine::{Detection, Machine};
+use crate::probe::tools::version_at_least;
+use std::io::{BufRead, Write};
+
+/// llama.cpp's `cmake_minimum_required(VERSION 3.14...)`.
+pub const CMAKE_MIN: &str = "3.14";
+
+/// One missing tool and the package that provides it on each package manager.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Need {
+    pub tool: String,
+    pub why: String,
+    pub apt: &'static str,
+    pub dnf: &'static str,
+    pub pacman: &'static str,
+    pub brew: &'static str,
+    pub winget: &'static str,
+}
+
+/// What a source build needs that the Machine lacks.
+pub fn missing_for_build(m: &Machine) -> Vec<Need> {
+    let mut out = Vec::new();
+    match &m.tools.cmake {
+        Detection::Found(t) if version_at_least(&t.version, CMAKE_MIN) => {}
+        Detection::Found(t) => out.push(need(
+            "cmake",
+            &format!(
+                "cmake {} is older than {CMAKE_MIN}, which llama.cpp requires",
+                t.version
+            ),
+            "cmake",
+        )),
+        _ => out.push(need("cmake", "configures the llama.cpp build", "cmake")),
+    }
+    if m.tools.ninja.found().is_none() {
+        out.push(Need {
+            apt: "ninja-build",
+            dnf: "ninja-build",
+            ..need(
+                "ninja",
+                "runs the compile in parallel with [n/m] progress",
+                "ninja",
+            )
+        });
+    }
+    if m.compilers.c.found().is_none() || m.compilers.cxx.found().is_none() {
+        out.push(Need {
+            apt: "build-essential",
+            dnf: "gcc-c++",
+            pacman: "base-devel",
+            brew: "llvm",
+            winget: "Microsoft.VisualStudio.2022.BuildTools",
+            ..need("c/c++ compiler", "compiles llama.cpp", "gcc")
+        });
+    }
+    out
+}
+
+fn need(tool: &str, why: &str, pkg: &'static str) -> Need {
+    Need {
+        tool: tool.into(),
+        why: why.into(),
+        apt: pkg,
+        dnf: pkg,
+        pacman: pkg,
+        brew: pkg,
+        winget: match pkg {
+            "cmake" => "Kitware.CMake",
+            "ninja" => "Ninja-build.Ninja",
+            _ => pkg,
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Manager {
+    Apt,
+    Dnf,
+    Pacman,
+    Brew,
+    Winget,
+}
+
+impl Manager {
+    pub fn detect() -> Option<Manager> {
+        let path = crate::env::path_var();
+        [
+            ("apt-get", Manager::Apt),
+            ("dnf", Manager::Dnf),
+            ("pacman", Manager::Pacman),
+            ("brew", Manager::Brew),
+            ("winget", Manager::Winget),
+        ]
+        .into_iter()
+        .find(|(bin, _)| which_in(bin, &path).is_some())
+        .map(|(_, m)| m)
+    }
+
+    fn package(self, n: &Need) -> &'static str {
+        match self {
+            Manager::Apt => n.apt,
+            Manager::Dnf => n.dnf,
+            Manager::Pacman => n.pacman,
+            Manager::Brew => n.brew,
+            Manager::Winget => n.winget,
+        }
+    }
+
+    /// The commands that install `needs`, as argv lists (the first element is the program).
+    pub fn commands(self, needs: &[Need], root: bool) -> Vec<Vec<String>> {
+        let pkgs: Vec<String> = needs.iter().map(|n| self.package(n).to_string()).collect();
+        let sudo = |mut v: Vec<String>| {
+            if !root && matches!(self, Manager::Apt | Manager::Dnf | Manager::Pacman) {
+                v.insert(0, "sudo".into());
+            }
+            v
+        };
+        let s = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match self {
+            Manager::Apt => vec![
+                sudo(s(&["apt-get", "update"])),
+                sudo(
+                    [
+                        s(&["apt-get", "install", "-y", "--no-install-recommends"]),
+                        pkgs,
+                    ]
+                    .concat(),
+                ),
+            ],
+            Manager::Dnf => vec![sudo([s(&["dnf", "install", "-y"]), pkgs].concat())],
+            Manager::Pacman => vec![sudo(
+                [s(&["pacman", "-S", "--needed", "--noconfirm"]), pkgs].concat(),
+            )],
+            Manager::Brew => vec![[s(&["brew", "install"]), pkgs].concat()],
+            Manager::Winget => pkgs
+                .into_iter()
+                .map(|p| s(&["winget", "install", "--silent", "--id", &p]))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrereqError {
+    #[error("missing {tools}, and no supported package manager (apt-get, dnf, pacman, brew, winget) was found")]
+    NoManager { tools: String },
+    #[error("missing {tools}; installation declined")]
+    Declined { tools: String, command: String },
+    #[error("installing {tools} failed")]
+    InstallFailed {
+        tools: String,
+        command: String,
+        #[source]
+        source: crate::cmd::CmdError,
+    },
+    #[error("missing {tools} and not allowed to install (not root and no sudo)")]
+    NoPrivilege { tools: String, command: String },
+}
+
+impl PrereqError {
+    pub fn hint(&self) -> String {
+        match self {
+            PrereqError::NoManager { tools } => format!(
+                "install {tools} with your system's package manager, then run the command again"
+            ),
+            PrereqError::Declined { command, .. }
+            | PrereqError::NoPrivilege { command, .. }
+            | PrereqError::InstallFailed { command, .. } => {
+                format!("run `{command}` yourself, then run the command again")
+            }
+        }
+    }
+}
+
+fn is_root() -> bool {
+    #[cfg(unix)]
+    {
+        Cmd::new("id")
+            .arg("-u")
+            .run()
+            .map(|o| o.stdout.trim() == "0")
+            .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// Installs `needs` after saying what and why; asks first when interactive (unless `--yes`).
+pub fn install(ctx: &Ctx, needs: &[Need]) -> Result<(), PrereqError> {
+    if needs.is_empty() {
+        return Ok(());
+    }
+    let tools = needs
+        .iter()
+        .map(|n| n.tool.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let Some(mgr) = Manager::detect() else {
+        return Err(PrereqError::NoManager { tools });
+    };
+    let root = is_root();
+    let cmds = mgr.commands(needs, root);
+    let shown = cmds
+        .iter()
+        .map(|c| c.join(" "))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    if !root
+        && matches!(mgr, Manager::Apt | Manager::Dnf | Manager::Pacman)
+        && which_in("sudo", &crate::env::path_var()).is_none()
+    {
+        return Err(PrereqError::NoPrivilege {
+            tools,
+            command: shown,
+        });
+    }
+    eprintln!("tunellama needs these system tools, which are missing:");
+    for n in needs {
+        eprintln!("  - {} ({}): package {}", n.tool, n.why, mgr.package(n));
+    }
+    eprintln!("it will run: {shown}");
+    if ctx.interactive {
+        eprint!("proceed? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err(PrereqError::Declined {
+                tools,
+                command: shown,
+            });
+        }
+    }
+    for argv in &cmds {
+        let mut c = Cmd::new(&argv[0]).args(&argv[1..]);
+        if mgr == Manager::Apt {
+            c = c.env("DEBIAN_FRONTEND", "noninteractive");
+        }
+        c.run_inherit().map_err(|e| PrereqError::InstallFailed {
+            tools: tools.clone(),
+            command: shown.clone(),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
+/// Probes the host, installs what a source build lacks, and returns the re-probed Machine.
+pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
+    let opts = crate::probe::ProbeOptions::for_host(&ctx.cache_dir);
+    let m = crate::probe::probe(&opts);
+    let needs = missing_for_build(&m);
+    if needs.is_empty() {
+        return Ok(m);
+    }
+    install(ctx, &needs)?;
+    let m = crate::probe::probe(&opts);
+    let still = missing_for_build(&m);
+    if !still.is_empty() {
+        anyhow::bail!(
+            "still missing after installing: {}",
+            still
+                .iter()
+                .map(|n| n.tool.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(m)
+}
+
+/// `cargo xtask prereqs`: show (or install, with `--install`) what a build needs.
+pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::process::ExitCode> {
+    if args.install {
+        let m = ensure_build_tools(ctx)?;
+        ctx.info(format!(
+            "all build prerequisites present (cmake {}, ninja {})",
+            m.tools
+                .cmake
+                .found()
+                .map(|t| t.version.as_str())
+                .unwrap_or("?"),
+            m.tools
+                .ninja
+                .found()
+                .map(|t| t.version.as_str())
+                .unwrap_or("?")
+        ));
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let m = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
+    let needs = missing_for_build(&m);
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&needs)?);
+    } else if needs.is_empty() {
+        println!("all build prerequisites present");
+    } else {
+        for n in &needs {
+            println!("missing: {} ({})", n.tool, n.why);
+        }
+        if let Some(mgr) = Manager::detect() {
+            let cmds = mgr.commands(&needs, is_root());
+            println!(
+                "install with: {}",
+                cmds.iter()
+                    .map(|c| c.join(" "))
+                    .collect::<Vec<_>>()
+                    .join(" && ")
+            );
+        }
+    }
+    Ok(if needs.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_installs_debian_package_names_after_an_update() {
+        let needs = vec![
+            need("cmake", "x", "cmake"),
+            Need {
+                apt: "ninja-build",
+                ..need("ninja", "y", "ninja")
+            },
+        ];
+        let cmds = Manager::Apt.commands(&needs, false);
+        assert_eq!(cmds[0], ["sudo", "apt-get", "update"]);
+        assert_eq!(
+            cmds[1].join(" "),
+            "sudo apt-get install -y --no-install-recommends cmake ninja-build"
+        );
+        assert_eq!(Manager::Apt.commands(&needs, true)[1][0], "apt-get");
+    }
+}

@@ -1,0 +1,48 @@
+//! `cargo xtask test`: the one test command (README, `.ci/run`): installs what the tests need,
+//! then formatting, lints and the whole test suite.
+
+use crate::cmd::Cmd;
+use crate::context::Ctx;
+
+fn cargo() -> String {
+    crate::env::var("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::process::ExitCode> {
+    // The build tests compile real llama.cpp: cmake and ninja must be there first.
+    crate::prereq::ensure_build_tools(ctx)?;
+    let root = &ctx.repo_root;
+    let steps: Vec<(&str, Cmd)> = vec![
+        (
+            "format",
+            Cmd::new(cargo())
+                .args(["fmt", "--all", "--check"])
+                .hint("run `cargo fmt --all`"),
+        ),
+        (
+            "lints",
+            Cmd::new(cargo())
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+                .hint("fix the lints shown above"),
+        ),
+        (
+            "tests",
+            Cmd::new(cargo())
+                .args(["test", "--workspace"])
+                .args(&args.cargo_test_args)
+                .hint("the failing test's output is above"),
+        ),
+    ];
+    for (name, cmd) in steps {
+        eprintln!("== {name}: {}", cmd.display());
+        cmd.cwd(root).run_inherit()?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
