@@ -156,7 +156,7 @@ pub enum PrereqError {
         tools: String,
         command: String,
         #[source]
-        source: crate::cmd::CmdError,
+        source: Box<crate::cmd::CmdError>,
     },
     #[error("missing {tools} and not allowed to install (not root and no sudo)")]
     NoPrivilege { tools: String, command: String },
@@ -246,7 +246,7 @@ pub fn install(ctx: &Ctx, needs: &[Need]) -> Result<(), PrereqError> {
         c.run_inherit().map_err(|e| PrereqError::InstallFailed {
             tools: tools.clone(),
             command: shown.clone(),
-            source: e,
+            source: Box::new(e),
         })?;
     }
     Ok(())
