@@ -220,6 +220,39 @@ impl Cmd {
         }
     }
 
+    /// Runs with stdout and stderr merged, calling `on_line` for each line as it arrives (for
+    /// progress and logs of long builds). Returns the exit code (`None`: killed by a signal).
+    pub fn stream_lines(&self, mut on_line: impl FnMut(&str)) -> Result<Option<i32>, CmdError> {
+        use std::io::BufRead;
+        let mut e = duct::cmd(self.program.as_os_str(), &self.args)
+            .stderr_to_stdout()
+            .stdin_null()
+            .unchecked();
+        if let Some(d) = &self.cwd {
+            e = e.dir(d);
+        }
+        for (k, v) in &self.envs {
+            e = e.env(k, v);
+        }
+        let reader = e.reader().map_err(|err| self.spawn_error(err))?;
+        let mut buf = std::io::BufReader::new(&reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match buf.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => on_line(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r'])),
+                Err(err) => return Err(self.spawn_error(err)),
+            }
+        }
+        let status = reader
+            .try_wait()
+            .map_err(|err| self.spawn_error(err))?
+            .map(|o| o.status.code())
+            .unwrap_or(None);
+        Ok(status)
+    }
+
     pub fn failed(&self, out: &Output) -> CmdError {
         CmdError::Failed {
             command: self.display(),
@@ -347,6 +380,17 @@ mod tests {
         // duct treats a `Path` program as relative to the cwd; names must go through PATH.
         let out = Cmd::new("sh").args(["-c", "echo hi"]).run().unwrap();
         assert_eq!(out.stdout.trim(), "hi");
+    }
+
+    #[test]
+    fn streamed_lines_arrive_in_order_with_exit_code() {
+        let mut lines = Vec::new();
+        let code = Cmd::new("sh")
+            .args(["-c", "echo one; echo two >&2; exit 4"])
+            .stream_lines(|l| lines.push(l.to_string()))
+            .unwrap();
+        assert_eq!(lines, ["one", "two"]);
+        assert_eq!(code, Some(4));
     }
 
     #[test]

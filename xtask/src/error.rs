@@ -18,6 +18,9 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::prereq::PrereqError>() {
             return Some(e.hint());
         }
+        if let Some(e) = cause.downcast_ref::<crate::build::BuildError>() {
+            return Some(e.hint());
+        }
         if let Some(e) = cause.downcast_ref::<MachineFileError>() {
             return Some(e.hint());
         }

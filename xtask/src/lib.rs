@@ -2,6 +2,7 @@
 //!
 //! `main.rs` only parses flags and dispatches; everything testable lives here.
 
+pub mod build;
 pub mod cli;
 pub mod cmd;
 pub mod context;

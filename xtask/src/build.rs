@@ -1,0 +1,346 @@
+//! Build: configure the verified llama.cpp tree with the rendered profile (`cmake -C`), compile
+//! with live `[n/m]` progress, install into a staging prefix, and write the link description the
+//! runtime's build script reads.
+
+use crate::cmd::{Cmd, CmdError};
+use crate::progress::{Progress, Unit};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Lines of log shown when a step fails.
+const FAIL_TAIL: usize = 40;
+/// The link description's file name inside the prefix.
+pub const LINK_FILE: &str = "link.json";
+
+/// Everything the build will do, decided up front (printed by `plan`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildPlan {
+    pub tree: PathBuf,
+    /// The rendered profile, written beside the build.
+    pub profile_cmake: String,
+    pub build_dir: PathBuf,
+    pub prefix: PathBuf,
+    pub log: PathBuf,
+    pub generator: Option<String>,
+    pub jobs: usize,
+    /// Extra `-D` definitions that are not machine decisions (build number/commit, prefix).
+    pub defines: Vec<(String, String)>,
+    pub cmake: PathBuf,
+}
+
+/// The static libraries in link order, system libraries and search paths: written by the build
+/// from what it installed, so the runtime never guesses (llama.pc's order is wrong for static).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkDescription {
+    /// Relative to the prefix.
+    pub lib_dir: String,
+    pub include_dir: String,
+    /// Library names without `lib`/`.a`, in link order.
+    pub static_libs: Vec<String>,
+    pub system_libs: Vec<String>,
+    #[serde(default)]
+    pub frameworks: Vec<String>,
+    #[serde(default)]
+    pub search_paths: Vec<String>,
+    /// GGML_* values the build actually used (read back from ggml-config.cmake).
+    #[serde(default)]
+    pub ggml_options: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildOutput {
+    pub prefix: PathBuf,
+    pub link: LinkDescription,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "{step} failed: `{command}` ({status})\n--- last {FAIL_TAIL} lines of {log} ---\n{tail}"
+    )]
+    Step {
+        step: &'static str,
+        command: String,
+        status: String,
+        tail: String,
+        log: String,
+    },
+    #[error("cannot run `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: CmdError,
+    },
+    #[error("build I/O error at {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the install tree at {prefix} has no {what}")]
+    Incomplete { prefix: String, what: String },
+}
+
+impl BuildError {
+    pub fn hint(&self) -> String {
+        match self {
+            BuildError::Step { step: "configure", log, .. } => format!("read the configure output in {log}; an unknown or conflicting option usually comes from profiles/local.toml ([defines])"),
+            BuildError::Step { log, .. } => format!("the full log is {log}; run `cargo xtask setup --force` after fixing the cause"),
+            BuildError::Spawn { .. } => "run `cargo xtask prereqs --install` to install cmake and ninja".into(),
+            _ => "run `cargo xtask setup --force` to rebuild".into(),
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs configure, build and install. Every line of every step goes to the log.
+pub fn run(plan: &BuildPlan, progress: &dyn Progress) -> Result<BuildOutput, BuildError> {
+    let started = Instant::now();
+    fs_err::create_dir_all(&plan.build_dir).map_err(io(&plan.build_dir))?;
+    let profile = plan.build_dir.join("profile.cmake");
+    fs_err::write(&profile, &plan.profile_cmake).map_err(io(&profile))?;
+    let mut log = fs_err::File::create(&plan.log).map_err(io(&plan.log))?;
+
+    let mut configure = Cmd::new(&plan.cmake)
+        .arg("-C")
+        .arg(&profile)
+        .arg("-S")
+        .arg(&plan.tree)
+        .arg("-B")
+        .arg(&plan.build_dir);
+    if let Some(g) = &plan.generator {
+        configure = configure.args(["-G", g]);
+    }
+    configure = configure.arg(format!("-DCMAKE_INSTALL_PREFIX={}", plan.prefix.display()));
+    for (k, v) in &plan.defines {
+        configure = configure.arg(format!("-D{k}={v}"));
+    }
+    progress.start("configure", None, Unit::Steps);
+    step("configure", &configure, &mut log, &plan.log, |_| {})?;
+    progress.finish("done");
+
+    let build = Cmd::new(&plan.cmake)
+        .args(["--build"])
+        .arg(&plan.build_dir)
+        .args(["--config", "Release", "--parallel", &plan.jobs.to_string()]);
+    progress.start("compile llama.cpp", None, Unit::Steps);
+    step("compile", &build, &mut log, &plan.log, |line| {
+        if let Some((done, total)) = ninja_progress(line) {
+            progress.update(done, Some(total));
+        }
+    })?;
+    progress.finish("done");
+
+    let install = Cmd::new(&plan.cmake)
+        .arg("--install")
+        .arg(&plan.build_dir)
+        .args(["--config", "Release"]);
+    step("install", &install, &mut log, &plan.log, |_| {})?;
+    let link = describe_link(&plan.prefix)?;
+    let link_path = plan.prefix.join(LINK_FILE);
+    let json = serde_json::to_vec_pretty(&link).expect("serialisable");
+    crate::fsx::write_atomic(&link_path, &json).map_err(io(&link_path))?;
+    Ok(BuildOutput {
+        prefix: plan.prefix.clone(),
+        link,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn step(
+    name: &'static str,
+    cmd: &Cmd,
+    log: &mut fs_err::File,
+    log_path: &Path,
+    mut on_line: impl FnMut(&str),
+) -> Result<(), BuildError> {
+    let _ = writeln!(log, "$ {}", cmd.display());
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let status = cmd
+        .stream_lines(|line| {
+            let _ = writeln!(log, "{line}");
+            if tail.len() == FAIL_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+            on_line(line);
+        })
+        .map_err(|source| BuildError::Spawn {
+            command: cmd.display(),
+            source,
+        })?;
+    let _ = log.flush();
+    if status == Some(0) {
+        return Ok(());
+    }
+    Err(BuildError::Step {
+        step: name,
+        command: cmd.display(),
+        status: status.map_or("killed by a signal".into(), |c| format!("exit status {c}")),
+        tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
+        log: log_path.display().to_string(),
+    })
+}
+
+/// Ninja's status line `[12/345] Building C object ...` → (12, 345).
+pub fn ninja_progress(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix('[')?;
+    let (inner, _) = rest.split_once(']')?;
+    let (a, b) = inner.split_once('/')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// GPU backend libraries, in the order they go between `ggml` and `ggml-cpu`.
+const GPU_LIBS: &[&str] = &[
+    "ggml-cuda",
+    "ggml-hip",
+    "ggml-metal",
+    "ggml-vulkan",
+    "ggml-blas",
+    "ggml-sycl",
+    "ggml-opencl",
+    "ggml-rpc",
+];
+
+/// Builds the link description from what was installed (LLAMA_CPP_FACTS.md, "Install tree").
+pub fn describe_link(prefix: &Path) -> Result<LinkDescription, BuildError> {
+    let lib_dir = ["lib", "lib64"]
+        .into_iter()
+        .find(|d| prefix.join(d).join(static_name("llama")).is_file())
+        .ok_or_else(|| BuildError::Incomplete {
+            prefix: prefix.display().to_string(),
+            what: format!("lib/{}", static_name("llama")),
+        })?;
+    let has = |n: &str| prefix.join(lib_dir).join(static_name(n)).is_file();
+    let mut libs = vec!["llama".to_string()];
+    if has("ggml") {
+        libs.push("ggml".into());
+    }
+    libs.extend(GPU_LIBS.iter().filter(|l| has(l)).map(|l| l.to_string()));
+    for l in ["ggml-cpu", "ggml-base"] {
+        if has(l) {
+            libs.push(l.into());
+        }
+    }
+    let options = read_ggml_options(&prefix.join(lib_dir).join("cmake/ggml/ggml-config.cmake"));
+    let mut system_libs = Vec::new();
+    let mut frameworks = Vec::new();
+    let mut search_paths = Vec::new();
+    if libs.iter().any(|l| l == "ggml-cuda") {
+        if let Some(root) = options
+            .get("CUDAToolkit_LIBRARY_DIR")
+            .or(options.get("CUDAToolkit_LIBRARY_ROOT"))
+        {
+            search_paths.push(root.clone());
+            search_paths.push(format!("{root}/stubs"));
+        }
+        system_libs.extend(
+            [
+                "cudart_static",
+                "cublas_static",
+                "cublasLt_static",
+                "culibos",
+                "cuda",
+                "dl",
+                "rt",
+            ]
+            .map(String::from),
+        );
+    }
+    if libs.iter().any(|l| l == "ggml-vulkan") {
+        system_libs.push("vulkan".into());
+    }
+    if cfg!(target_os = "macos") {
+        system_libs.push("c++".into());
+        frameworks.extend(["Foundation", "Accelerate"].map(String::from));
+        if libs.iter().any(|l| l == "ggml-metal") {
+            frameworks.extend(["Metal", "MetalKit"].map(String::from));
+        }
+    } else {
+        system_libs.push("stdc++".into());
+    }
+    if options.get("GGML_OPENMP").is_some_and(|v| v == "ON") {
+        system_libs.push(if cfg!(target_os = "macos") {
+            "omp".into()
+        } else {
+            "gomp".into()
+        });
+    }
+    system_libs.extend(["m", "pthread"].map(String::from));
+    Ok(LinkDescription {
+        lib_dir: lib_dir.into(),
+        include_dir: "include".into(),
+        static_libs: libs,
+        system_libs,
+        frameworks,
+        search_paths,
+        ggml_options: options,
+    })
+}
+
+fn static_name(lib: &str) -> String {
+    if cfg!(windows) {
+        format!("{lib}.lib")
+    } else {
+        format!("lib{lib}.a")
+    }
+}
+
+/// `set(GGML_OPENMP ON)`-style lines of ggml-config.cmake → map.
+fn read_ggml_options(path: &Path) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let inner = l.trim().strip_prefix("set(")?.strip_suffix(')')?;
+            let (k, v) = inner.split_once(char::is_whitespace)?;
+            (k.starts_with("GGML_") || k.starts_with("CUDAToolkit_"))
+                .then(|| (k.to_string(), v.trim().trim_matches('"').to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ninja_status_lines_become_progress() {
+        assert_eq!(
+            ninja_progress("[12/345] Building C object ggml/src/x.c.o"),
+            Some((12, 345))
+        );
+        assert_eq!(ninja_progress("-- Configuring done"), None);
+        assert_eq!(ninja_progress("[ 50%] Building"), None);
+    }
+
+    #[test]
+    fn link_order_puts_gpu_backends_between_ggml_and_cpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib");
+        std::fs::create_dir_all(lib.join("cmake/ggml")).unwrap();
+        for l in ["llama", "ggml", "ggml-base", "ggml-cpu", "ggml-cuda"] {
+            std::fs::write(lib.join(static_name(l)), b"!<arch>\n").unwrap();
+        }
+        std::fs::write(
+            lib.join("cmake/ggml/ggml-config.cmake"),
+            "set(GGML_OPENMP ON)\nset(GGML_CUDA ON)\n",
+        )
+        .unwrap();
+        let d = describe_link(dir.path()).unwrap();
+        assert_eq!(
+            d.static_libs,
+            ["llama", "ggml", "ggml-cuda", "ggml-cpu", "ggml-base"]
+        );
+        assert!(d.system_libs.contains(&"gomp".to_string()) || cfg!(target_os = "macos"));
+        assert!(d.system_libs.contains(&"cudart_static".to_string()));
+    }
+}
