@@ -21,6 +21,12 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::build::BuildError>() {
             return Some(e.hint());
         }
+        if let Some(e) = cause.downcast_ref::<crate::verify::VerifyError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::cache::CacheError>() {
+            return Some(e.hint());
+        }
         if let Some(e) = cause.downcast_ref::<MachineFileError>() {
             return Some(e.hint());
         }

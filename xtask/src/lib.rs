@@ -3,6 +3,7 @@
 //! `main.rs` only parses flags and dispatches; everything testable lives here.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod cmd;
 pub mod context;
@@ -17,3 +18,4 @@ pub mod progress;
 pub mod report;
 pub mod setup;
 pub mod testcmd;
+pub mod verify;

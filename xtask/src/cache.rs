@@ -1,0 +1,399 @@
+//! Cache: build entries under a key that changes with everything that changes the compiled output,
+//! staged in a temp dir and published by atomic rename, one file lock per key, a manifest with the
+//! sha256 of every file (an entry whose files do not match is treated as absent).
+//!
+//! Layout: `<root>/builds-v1/<key>/{manifest.json, prefix/, build.log}`, `<root>/builds-v1/<key>.lock`,
+//! staging dirs `<root>/builds-v1/.staging-<key>-<pid>/`, and `<root>/builds-v1/current.json`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub const BUCKET: &str = "builds-v1";
+pub const MANIFEST: &str = "manifest.json";
+const CURRENT: &str = "current.json";
+
+/// Everything that changes the compiled output. Its hash is the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInputs {
+    pub tree_digest: String,
+    pub profile_hash: String,
+    pub toolchain: Toolchain,
+    /// sha256 of the runtime's sources, once the runtime is part of the build.
+    #[serde(default)]
+    pub runtime_source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Toolchain {
+    /// `family version path` of each compiler.
+    pub c: String,
+    pub cxx: String,
+    pub cmake: String,
+    #[serde(default)]
+    pub ninja: Option<String>,
+    #[serde(default)]
+    pub nvcc: Option<String>,
+}
+
+/// What the build runs on but that does not change its bytes: a change means re-verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Fingerprint {
+    pub gpus: Vec<String>,
+    pub driver: Option<String>,
+    pub cuda: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A published entry's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: u32,
+    pub key: String,
+    pub inputs: KeyInputs,
+    /// The profile's decisions (name = value), to explain a later rebuild.
+    pub decisions: Vec<(String, String)>,
+    pub fingerprint: Fingerprint,
+    /// `source` or `prebuilt`.
+    pub provenance: String,
+    /// Where the llama.cpp tree came from and whether it matched the pin.
+    pub tree_origin: String,
+    pub pinned: bool,
+    pub build_seconds: f64,
+    /// Files under the entry (relative, `/`-separated) with their sha256.
+    pub files: Vec<FileEntry>,
+    /// The verification report (what it was compiled for, what ran).
+    #[serde(default)]
+    pub verification: Option<serde_json::Value>,
+}
+
+impl Manifest {
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.path == name)
+    }
+}
+
+pub fn key_of(inputs: &KeyInputs) -> String {
+    let json = serde_json::to_vec(inputs).expect("serialisable");
+    crate::profile::hex(&Sha256::digest(&json))[..20].to_string()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache I/O error at {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("manifest {path} is unreadable: {message}")]
+    BadManifest { path: String, message: String },
+}
+
+impl CacheError {
+    pub fn hint(&self) -> String {
+        match self {
+            CacheError::Io { .. } => "check free space and permissions of the cache dir (--cache-dir or TUNELLAMA_CACHE_DIR)".into(),
+            CacheError::BadManifest { .. } => "run `cargo xtask cache gc` or `cargo xtask setup --force`".into(),
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io { path: path.display().to_string(), source }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(Box<Manifest>),
+    Absent,
+    /// Present but its files do not match the manifest: treated as absent.
+    Corrupt { reason: String },
+}
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// Held while working on a key; dropping it releases the lock.
+pub struct KeyLock {
+    _file: std::fs::File,
+}
+
+impl Cache {
+    pub fn new(cache_dir: &Path) -> Cache {
+        Cache { root: cache_dir.join(BUCKET) }
+    }
+
+    pub fn bucket(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn entry_dir(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn ensure_root(&self) -> Result<(), CacheError> {
+        fs_err::create_dir_all(&self.root).map_err(io(&self.root))?;
+        let tag = self.root.parent().unwrap_or(&self.root).join("CACHEDIR.TAG");
+        if !tag.exists() {
+            // https://bford.info/cachedir/: backup tools skip directories with this tag.
+            let _ = crate::fsx::write_atomic(&tag, b"Signature: 8a477f597d28d172789f06886806bc55\n# This is a cache directory of tunellama; it can be rebuilt.\n");
+        }
+        Ok(())
+    }
+
+    /// Takes the key's lock, waiting (and saying so) while another process holds it.
+    pub fn lock(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, CacheError> {
+        self.ensure_root()?;
+        let path = self.root.join(format!("{key}.lock"));
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().map_err(io(&path))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        // We own the key now: staging dirs of earlier, killed runs for it are garbage.
+        self.remove_stale_staging(Some(key));
+        Ok(KeyLock { _file: file })
+    }
+
+    pub fn read_manifest(dir: &Path) -> Result<Manifest, CacheError> {
+        let path = dir.join(MANIFEST);
+        let text = fs_err::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text).map_err(|e| CacheError::BadManifest { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// Finds the entry and checks every file against its manifest.
+    pub fn lookup(&self, key: &str) -> Lookup {
+        let dir = self.entry_dir(key);
+        if !dir.exists() {
+            return Lookup::Absent;
+        }
+        let m = match Self::read_manifest(&dir) {
+            Ok(m) => m,
+            Err(e) => return Lookup::Corrupt { reason: e.to_string() },
+        };
+        match verify_files(&dir, &m.files) {
+            Ok(()) => Lookup::Hit(Box::new(m)),
+            Err(reason) => Lookup::Corrupt { reason },
+        }
+    }
+
+    /// A fresh staging dir for `key` (caller holds the key's lock).
+    pub fn stage(&self, key: &str) -> Result<PathBuf, CacheError> {
+        self.ensure_root()?;
+        let dir = self.root.join(format!(".staging-{key}-{}", std::process::id()));
+        if dir.exists() {
+            fs_err::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        fs_err::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(dir)
+    }
+
+    /// Hashes the staged files, writes the manifest, and renames the staging dir into place.
+    pub fn publish(&self, staging: &Path, mut manifest: Manifest) -> Result<Manifest, CacheError> {
+        manifest.files = hash_dir(staging, &[MANIFEST])?;
+        let path = staging.join(MANIFEST);
+        crate::fsx::write_atomic(&path, &serde_json::to_vec_pretty(&manifest).expect("serialisable")).map_err(io(&path))?;
+        let target = self.entry_dir(&manifest.key);
+        if target.exists() {
+            // A corrupt entry under the same key: move it aside first so the rename is atomic.
+            let trash = self.root.join(format!(".trash-{}-{}", manifest.key, std::process::id()));
+            fs_err::rename(&target, &trash).map_err(io(&target))?;
+            let _ = fs_err::remove_dir_all(&trash);
+        }
+        fs_err::rename(staging, &target).map_err(io(&target))?;
+        Ok(manifest)
+    }
+
+    /// Rewrites a published entry's manifest (after a re-verification), atomically.
+    pub fn update_manifest(&self, manifest: &Manifest) -> Result<(), CacheError> {
+        let path = self.entry_dir(&manifest.key).join(MANIFEST);
+        crate::fsx::write_atomic(&path, &serde_json::to_vec_pretty(manifest).expect("serialisable")).map_err(io(&path))
+    }
+
+    pub fn set_current(&self, key: &str) -> Result<(), CacheError> {
+        let path = self.root.join(CURRENT);
+        crate::fsx::write_atomic(&path, &serde_json::to_vec(&serde_json::json!({ "key": key })).expect("json")).map_err(io(&path))
+    }
+
+    pub fn current(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.root.join(CURRENT)).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["key"].as_str().map(str::to_string)
+    }
+
+    /// Every published entry's manifest (unreadable ones are skipped).
+    pub fn list(&self) -> Vec<(PathBuf, Manifest)> {
+        let Ok(rd) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let mut out: Vec<(PathBuf, Manifest, std::time::SystemTime)> = rd
+            .flatten()
+            .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| {
+                let m = Self::read_manifest(&e.path()).ok()?;
+                let t = e.path().join(MANIFEST).metadata().and_then(|m| m.modified()).ok()?;
+                Some((e.path(), m, t))
+            })
+            .collect();
+        out.sort_by(|a, b| b.2.cmp(&a.2));
+        out.into_iter().map(|(p, m, _)| (p, m)).collect()
+    }
+
+    /// Removes staging dirs left by processes that no longer run (killed builds).
+    pub fn remove_stale_staging(&self, only_key: Option<&str>) -> usize {
+        let Ok(rd) = std::fs::read_dir(&self.root) else { return 0 };
+        let mut n = 0;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(".staging-").or_else(|| name.strip_prefix(".trash-")) else { continue };
+            let Some((key, pid)) = rest.rsplit_once('-') else { continue };
+            if only_key.is_some_and(|k| k != key) {
+                continue;
+            }
+            let alive = pid.parse::<u32>().is_ok_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists());
+            if !alive && std::fs::remove_dir_all(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Keeps the current entry and the `keep` most recent others.
+    pub fn gc(&self, keep: usize) -> Result<Vec<String>, CacheError> {
+        let current = self.current();
+        let mut removed = Vec::new();
+        let mut kept = 0;
+        for (dir, m) in self.list() {
+            if Some(&m.key) == current.as_ref() {
+                continue;
+            }
+            if kept < keep {
+                kept += 1;
+                continue;
+            }
+            let _lock = self.lock(&m.key, || {})?;
+            fs_err::remove_dir_all(&dir).map_err(io(&dir))?;
+            let _ = std::fs::remove_file(self.root.join(format!("{}.lock", m.key)));
+            removed.push(m.key);
+        }
+        self.remove_stale_staging(None);
+        Ok(removed)
+    }
+}
+
+/// sha256 of every regular file under `dir` (relative `/` paths, sorted), skipping `skip`.
+pub fn hash_dir(dir: &Path, skip: &[&str]) -> Result<Vec<FileEntry>, CacheError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs_err::read_dir(&d).map_err(io(&d))? {
+            let e = e.map_err(io(&d))?;
+            let p = e.path();
+            let ft = e.file_type().map_err(io(&p))?;
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                let rel = p.strip_prefix(dir).expect("under dir").to_string_lossy().replace('\\', "/");
+                if skip.contains(&rel.as_str()) {
+                    continue;
+                }
+                let (sha256, size) = sha256_file(&p).map_err(io(&p))?;
+                out.push(FileEntry { path: rel, sha256, size });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h)?;
+    Ok((crate::profile::hex(&h.finalize()), n))
+}
+
+fn verify_files(dir: &Path, files: &[FileEntry]) -> Result<(), String> {
+    for f in files {
+        let p = dir.join(&f.path);
+        match sha256_file(&p) {
+            Ok((sha, size)) if sha == f.sha256 && size == f.size => {}
+            Ok((sha, _)) => return Err(format!("{} changed (sha256 {} expected, {} found)", f.path, &f.sha256[..12], &sha[..12])),
+            Err(e) => return Err(format!("{} unreadable: {e}", f.path)),
+        }
+    }
+    Ok(())
+}
+
+/// Human lines naming what differs between two key inputs / decision lists.
+pub fn explain_changes(old: &Manifest, inputs: &KeyInputs, decisions: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let (a, b) = (&old.inputs, inputs);
+    if a.tree_digest != b.tree_digest {
+        out.push(format!("source: tree {} → {}", &a.tree_digest[..12.min(a.tree_digest.len())], &b.tree_digest[..12.min(b.tree_digest.len())]));
+    }
+    if a.profile_hash != b.profile_hash {
+        let old_map: std::collections::BTreeMap<_, _> = old.decisions.iter().cloned().collect();
+        let new_map: std::collections::BTreeMap<_, _> = decisions.iter().cloned().collect();
+        let mut changed = Vec::new();
+        for (k, v) in &new_map {
+            match old_map.get(k) {
+                Some(o) if o != v => changed.push(format!("{k} {o}→{v}")),
+                None => changed.push(format!("{k} (unset)→{v}")),
+                _ => {}
+            }
+        }
+        for (k, o) in &old_map {
+            if !new_map.contains_key(k) {
+                changed.push(format!("{k} {o}→(unset)"));
+            }
+        }
+        if changed.is_empty() {
+            changed.push("comments/explanations only".into());
+        }
+        out.push(format!("profile: {}", changed.join(", ")));
+    }
+    let t = |name: &str, x: &str, y: &str, out: &mut Vec<String>| {
+        if x != y {
+            out.push(format!("toolchain: {name} {x} → {y}"));
+        }
+    };
+    t("C compiler", &a.toolchain.c, &b.toolchain.c, &mut out);
+    t("C++ compiler", &a.toolchain.cxx, &b.toolchain.cxx, &mut out);
+    t("cmake", &a.toolchain.cmake, &b.toolchain.cmake, &mut out);
+    let none = || "none".to_string();
+    t("ninja", &a.toolchain.ninja.clone().unwrap_or_else(none), &b.toolchain.ninja.clone().unwrap_or_else(none), &mut out);
+    t("nvcc", &a.toolchain.nvcc.clone().unwrap_or_else(none), &b.toolchain.nvcc.clone().unwrap_or_else(none), &mut out);
+    if a.runtime_source != b.runtime_source {
+        out.push("runtime: sources changed".into());
+    }
+    out
+}
+
+/// Human lines naming what differs between two fingerprints.
+pub fn explain_fingerprint(old: &Fingerprint, new: &Fingerprint) -> Vec<String> {
+    let mut out = Vec::new();
+    let list = |g: &[String]| if g.is_empty() { "none".to_string() } else { g.join(", ") };
+    if old.gpus != new.gpus {
+        out.push(format!("GPU: {} → {}", list(&old.gpus), list(&new.gpus)));
+    }
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "none".into());
+    if old.driver != new.driver {
+        out.push(format!("driver: {} → {}", opt(&old.driver), opt(&new.driver)));
+    }
+    if old.cuda != new.cuda {
+        out.push(format!("CUDA: {} → {}", opt(&old.cuda), opt(&new.cuda)));
+    }
+    out
+}
