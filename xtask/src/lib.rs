@@ -11,3 +11,4 @@ pub mod machine;
 pub mod probe;
 pub mod progress;
 pub mod report;
+pub mod source;

@@ -21,5 +21,7 @@ fn main() -> ExitCode {
 fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Probe(a) => xtask::probe::run(ctx, &a),
+        Command::Pin(a) => xtask::source::pin_cmd::run(ctx, &a),
+        Command::Source(a) => xtask::source::run(ctx, &a),
     }
 }
