@@ -106,7 +106,10 @@ impl CacheError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io { path: path.display().to_string(), source }
+    move |source| CacheError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// What a lookup found.
@@ -115,7 +118,9 @@ pub enum Lookup {
     Hit(Box<Manifest>),
     Absent,
     /// Present but its files do not match the manifest: treated as absent.
-    Corrupt { reason: String },
+    Corrupt {
+        reason: String,
+    },
 }
 
 pub struct Cache {
@@ -129,7 +134,9 @@ pub struct KeyLock {
 
 impl Cache {
     pub fn new(cache_dir: &Path) -> Cache {
-        Cache { root: cache_dir.join(BUCKET) }
+        Cache {
+            root: cache_dir.join(BUCKET),
+        }
     }
 
     pub fn bucket(&self) -> &Path {
@@ -142,7 +149,11 @@ impl Cache {
 
     fn ensure_root(&self) -> Result<(), CacheError> {
         fs_err::create_dir_all(&self.root).map_err(io(&self.root))?;
-        let tag = self.root.parent().unwrap_or(&self.root).join("CACHEDIR.TAG");
+        let tag = self
+            .root
+            .parent()
+            .unwrap_or(&self.root)
+            .join("CACHEDIR.TAG");
         if !tag.exists() {
             // https://bford.info/cachedir/: backup tools skip directories with this tag.
             let _ = crate::fsx::write_atomic(&tag, b"Signature: 8a477f597d28d172789f06886806bc55\n# This is a cache directory of tunellama; it can be rebuilt.\n");
@@ -154,7 +165,12 @@ impl Cache {
     pub fn lock(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, CacheError> {
         self.ensure_root()?;
         let path = self.root.join(format!("{key}.lock"));
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -171,7 +187,10 @@ impl Cache {
     pub fn read_manifest(dir: &Path) -> Result<Manifest, CacheError> {
         let path = dir.join(MANIFEST);
         let text = fs_err::read_to_string(&path).map_err(io(&path))?;
-        serde_json::from_str(&text).map_err(|e| CacheError::BadManifest { path: path.display().to_string(), message: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| CacheError::BadManifest {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     /// Finds the entry and checks every file against its manifest.
@@ -182,7 +201,11 @@ impl Cache {
         }
         let m = match Self::read_manifest(&dir) {
             Ok(m) => m,
-            Err(e) => return Lookup::Corrupt { reason: e.to_string() },
+            Err(e) => {
+                return Lookup::Corrupt {
+                    reason: e.to_string(),
+                }
+            }
         };
         match verify_files(&dir, &m.files) {
             Ok(()) => Lookup::Hit(Box::new(m)),
@@ -193,7 +216,9 @@ impl Cache {
     /// A fresh staging dir for `key` (caller holds the key's lock).
     pub fn stage(&self, key: &str) -> Result<PathBuf, CacheError> {
         self.ensure_root()?;
-        let dir = self.root.join(format!(".staging-{key}-{}", std::process::id()));
+        let dir = self
+            .root
+            .join(format!(".staging-{key}-{}", std::process::id()));
         if dir.exists() {
             fs_err::remove_dir_all(&dir).map_err(io(&dir))?;
         }
@@ -205,11 +230,17 @@ impl Cache {
     pub fn publish(&self, staging: &Path, mut manifest: Manifest) -> Result<Manifest, CacheError> {
         manifest.files = hash_dir(staging, &[MANIFEST])?;
         let path = staging.join(MANIFEST);
-        crate::fsx::write_atomic(&path, &serde_json::to_vec_pretty(&manifest).expect("serialisable")).map_err(io(&path))?;
+        crate::fsx::write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&manifest).expect("serialisable"),
+        )
+        .map_err(io(&path))?;
         let target = self.entry_dir(&manifest.key);
         if target.exists() {
             // A corrupt entry under the same key: move it aside first so the rename is atomic.
-            let trash = self.root.join(format!(".trash-{}-{}", manifest.key, std::process::id()));
+            let trash = self
+                .root
+                .join(format!(".trash-{}-{}", manifest.key, std::process::id()));
             fs_err::rename(&target, &trash).map_err(io(&target))?;
             let _ = fs_err::remove_dir_all(&trash);
         }
@@ -220,12 +251,20 @@ impl Cache {
     /// Rewrites a published entry's manifest (after a re-verification), atomically.
     pub fn update_manifest(&self, manifest: &Manifest) -> Result<(), CacheError> {
         let path = self.entry_dir(&manifest.key).join(MANIFEST);
-        crate::fsx::write_atomic(&path, &serde_json::to_vec_pretty(manifest).expect("serialisable")).map_err(io(&path))
+        crate::fsx::write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(manifest).expect("serialisable"),
+        )
+        .map_err(io(&path))
     }
 
     pub fn set_current(&self, key: &str) -> Result<(), CacheError> {
         let path = self.root.join(CURRENT);
-        crate::fsx::write_atomic(&path, &serde_json::to_vec(&serde_json::json!({ "key": key })).expect("json")).map_err(io(&path))
+        crate::fsx::write_atomic(
+            &path,
+            &serde_json::to_vec(&serde_json::json!({ "key": key })).expect("json"),
+        )
+        .map_err(io(&path))
     }
 
     pub fn current(&self) -> Option<String> {
@@ -236,13 +275,20 @@ impl Cache {
 
     /// Every published entry's manifest (unreadable ones are skipped).
     pub fn list(&self) -> Vec<(PathBuf, Manifest)> {
-        let Ok(rd) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
         let mut out: Vec<(PathBuf, Manifest, std::time::SystemTime)> = rd
             .flatten()
             .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
             .filter_map(|e| {
                 let m = Self::read_manifest(&e.path()).ok()?;
-                let t = e.path().join(MANIFEST).metadata().and_then(|m| m.modified()).ok()?;
+                let t = e
+                    .path()
+                    .join(MANIFEST)
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()?;
                 Some((e.path(), m, t))
             })
             .collect();
@@ -252,16 +298,27 @@ impl Cache {
 
     /// Removes staging dirs left by processes that no longer run (killed builds).
     pub fn remove_stale_staging(&self, only_key: Option<&str>) -> usize {
-        let Ok(rd) = std::fs::read_dir(&self.root) else { return 0 };
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
         let mut n = 0;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(".staging-").or_else(|| name.strip_prefix(".trash-")) else { continue };
-            let Some((key, pid)) = rest.rsplit_once('-') else { continue };
+            let Some(rest) = name
+                .strip_prefix(".staging-")
+                .or_else(|| name.strip_prefix(".trash-"))
+            else {
+                continue;
+            };
+            let Some((key, pid)) = rest.rsplit_once('-') else {
+                continue;
+            };
             if only_key.is_some_and(|k| k != key) {
                 continue;
             }
-            let alive = pid.parse::<u32>().is_ok_and(|p| p != std::process::id() && Path::new(&format!("/proc/{p}")).exists());
+            let alive = pid.parse::<u32>().is_ok_and(|p| {
+                p != std::process::id() && Path::new(&format!("/proc/{p}")).exists()
+            });
             if !alive && std::fs::remove_dir_all(e.path()).is_ok() {
                 n += 1;
             }
@@ -304,12 +361,20 @@ pub fn hash_dir(dir: &Path, skip: &[&str]) -> Result<Vec<FileEntry>, CacheError>
             if ft.is_dir() {
                 stack.push(p);
             } else if ft.is_file() {
-                let rel = p.strip_prefix(dir).expect("under dir").to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(dir)
+                    .expect("under dir")
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 if skip.contains(&rel.as_str()) {
                     continue;
                 }
                 let (sha256, size) = sha256_file(&p).map_err(io(&p))?;
-                out.push(FileEntry { path: rel, sha256, size });
+                out.push(FileEntry {
+                    path: rel,
+                    sha256,
+                    size,
+                });
             }
         }
     }
@@ -329,7 +394,14 @@ fn verify_files(dir: &Path, files: &[FileEntry]) -> Result<(), String> {
         let p = dir.join(&f.path);
         match sha256_file(&p) {
             Ok((sha, size)) if sha == f.sha256 && size == f.size => {}
-            Ok((sha, _)) => return Err(format!("{} changed (sha256 {} expected, {} found)", f.path, &f.sha256[..12], &sha[..12])),
+            Ok((sha, _)) => {
+                return Err(format!(
+                    "{} changed (sha256 {} expected, {} found)",
+                    f.path,
+                    &f.sha256[..12],
+                    &sha[..12]
+                ))
+            }
             Err(e) => return Err(format!("{} unreadable: {e}", f.path)),
         }
     }
@@ -337,11 +409,19 @@ fn verify_files(dir: &Path, files: &[FileEntry]) -> Result<(), String> {
 }
 
 /// Human lines naming what differs between two key inputs / decision lists.
-pub fn explain_changes(old: &Manifest, inputs: &KeyInputs, decisions: &[(String, String)]) -> Vec<String> {
+pub fn explain_changes(
+    old: &Manifest,
+    inputs: &KeyInputs,
+    decisions: &[(String, String)],
+) -> Vec<String> {
     let mut out = Vec::new();
     let (a, b) = (&old.inputs, inputs);
     if a.tree_digest != b.tree_digest {
-        out.push(format!("source: tree {} → {}", &a.tree_digest[..12.min(a.tree_digest.len())], &b.tree_digest[..12.min(b.tree_digest.len())]));
+        out.push(format!(
+            "source: tree {} → {}",
+            &a.tree_digest[..12.min(a.tree_digest.len())],
+            &b.tree_digest[..12.min(b.tree_digest.len())]
+        ));
     }
     if a.profile_hash != b.profile_hash {
         let old_map: std::collections::BTreeMap<_, _> = old.decisions.iter().cloned().collect();
@@ -373,8 +453,18 @@ pub fn explain_changes(old: &Manifest, inputs: &KeyInputs, decisions: &[(String,
     t("C++ compiler", &a.toolchain.cxx, &b.toolchain.cxx, &mut out);
     t("cmake", &a.toolchain.cmake, &b.toolchain.cmake, &mut out);
     let none = || "none".to_string();
-    t("ninja", &a.toolchain.ninja.clone().unwrap_or_else(none), &b.toolchain.ninja.clone().unwrap_or_else(none), &mut out);
-    t("nvcc", &a.toolchain.nvcc.clone().unwrap_or_else(none), &b.toolchain.nvcc.clone().unwrap_or_else(none), &mut out);
+    t(
+        "ninja",
+        &a.toolchain.ninja.clone().unwrap_or_else(none),
+        &b.toolchain.ninja.clone().unwrap_or_else(none),
+        &mut out,
+    );
+    t(
+        "nvcc",
+        &a.toolchain.nvcc.clone().unwrap_or_else(none),
+        &b.toolchain.nvcc.clone().unwrap_or_else(none),
+        &mut out,
+    );
     if a.runtime_source != b.runtime_source {
         out.push("runtime: sources changed".into());
     }
@@ -384,13 +474,23 @@ pub fn explain_changes(old: &Manifest, inputs: &KeyInputs, decisions: &[(String,
 /// Human lines naming what differs between two fingerprints.
 pub fn explain_fingerprint(old: &Fingerprint, new: &Fingerprint) -> Vec<String> {
     let mut out = Vec::new();
-    let list = |g: &[String]| if g.is_empty() { "none".to_string() } else { g.join(", ") };
+    let list = |g: &[String]| {
+        if g.is_empty() {
+            "none".to_string()
+        } else {
+            g.join(", ")
+        }
+    };
     if old.gpus != new.gpus {
         out.push(format!("GPU: {} → {}", list(&old.gpus), list(&new.gpus)));
     }
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "none".into());
     if old.driver != new.driver {
-        out.push(format!("driver: {} → {}", opt(&old.driver), opt(&new.driver)));
+        out.push(format!(
+            "driver: {} → {}",
+            opt(&old.driver),
+            opt(&new.driver)
+        ));
     }
     if old.cuda != new.cuda {
         out.push(format!("CUDA: {} → {}", opt(&old.cuda), opt(&new.cuda)));

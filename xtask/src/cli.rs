@@ -56,6 +56,10 @@ pub enum Command {
     Prereqs(PrereqArgs),
     /// Run the project's checks: install test prerequisites, cargo fmt --check, clippy, cargo test
     Test(TestArgs),
+    /// Hash a llama.cpp tree and show (or --write) the pin: moving to a newer llama.cpp
+    Pin(PinArgs),
+    /// Obtain the pinned llama.cpp tree and verify its digest; prints the verified tree
+    Source(SourceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,4 +103,68 @@ pub struct SetupArgs {
     /// Override file [default: profiles/local.toml when it exists]
     #[arg(long, value_name = "FILE")]
     pub overrides: Option<PathBuf>,
+    /// Rebuild even when the cache holds an entry for this key
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct SourceArgs {
+    /// How to obtain the tree
+    #[arg(long, value_enum, default_value_t)]
+    pub transport: crate::source::Transport,
+    /// git: repository URL or local path [default: the pin's upstream repository]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// git: commit, tag or branch to fetch [default: the pin's upstream commit]
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+    /// path: the llama.cpp checkout to use
+    #[arg(long, value_name = "DIR", required_if_eq("transport", "path"))]
+    pub path: Option<PathBuf>,
+    /// Accept a tree that differs from the pin; it is marked unpinned everywhere it is shown
+    #[arg(long)]
+    pub allow_unpinned: bool,
+    /// Use only what cargo's cache (or the git cache) already holds
+    #[arg(long)]
+    pub offline: bool,
+    /// The pin to verify against [default: profiles/llama.pin.toml]
+    #[arg(long, value_name = "FILE")]
+    pub pin: Option<PathBuf>,
+    /// Print the plan (as JSON) and do nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct PinArgs {
+    /// The llama.cpp tree to pin (a folder)
+    #[arg(long, value_name = "DIR", conflicts_with = "crate_version")]
+    pub tree: Option<PathBuf>,
+    /// Fetch this version of the pin's crate through cargo and pin the tree it ships
+    #[arg(long, value_name = "VERSION")]
+    pub crate_version: Option<String>,
+    /// Record this upstream commit (full 40-hex id)
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// Record this upstream release tag (`b6123` also sets the build number)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// The upstream repository URL to record
+    #[arg(long, value_name = "URL")]
+    pub repository: Option<String>,
+    /// LLAMA_BUILD_NUMBER to record [default: from the tag, else 0]
+    #[arg(long, value_name = "N")]
+    pub build_number: Option<u64>,
+    /// Write the pin and its manifest instead of printing the pin
+    #[arg(long)]
+    pub write: bool,
+    /// With --crate-version: use only cargo's cache
+    #[arg(long)]
+    pub offline: bool,
+    /// The pin file [default: profiles/llama.pin.toml]
+    #[arg(long, value_name = "FILE")]
+    pub pin: Option<PathBuf>,
 }

@@ -77,3 +77,11 @@ pub fn repo_root() -> PathBuf {
         .expect("xtask lives inside the repository")
         .to_path_buf()
 }
+
+/// The cargo that runs us (`$CARGO`, set by cargo for `cargo xtask`), else `cargo` on PATH.
+pub fn cargo() -> PathBuf {
+    std::env::var_os("CARGO")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("cargo"))
+}

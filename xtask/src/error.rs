@@ -3,6 +3,8 @@
 
 use crate::cmd::CmdError;
 use crate::machine::MachineFileError;
+use crate::source::pin::PinError;
+use crate::source::SourceError;
 
 /// The hint of the first error in the chain that has one.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
@@ -28,6 +30,12 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
             return Some(e.hint());
         }
         if let Some(e) = cause.downcast_ref::<MachineFileError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<SourceError>() {
+            return e.hint();
+        }
+        if let Some(e) = cause.downcast_ref::<PinError>() {
             return Some(e.hint());
         }
     }

@@ -17,5 +17,6 @@ pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod setup;
+pub mod source;
 pub mod testcmd;
 pub mod verify;

@@ -25,5 +25,7 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Profile(a) => xtask::profile::run(ctx, &a),
         Command::Prereqs(a) => xtask::prereq::run(ctx, &a),
         Command::Test(a) => xtask::testcmd::run(ctx, &a),
+        Command::Pin(a) => xtask::source::pin_cmd::run(ctx, &a),
+        Command::Source(a) => xtask::source::run(ctx, &a),
     }
 }

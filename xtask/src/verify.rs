@@ -56,7 +56,10 @@ pub enum VerifyError {
         source: crate::cmd::CmdError,
     },
     #[error("I/O error at {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl VerifyError {
@@ -70,8 +73,14 @@ impl VerifyError {
 
 pub fn read_link(prefix: &Path) -> Result<LinkDescription, VerifyError> {
     let path = prefix.join(LINK_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| VerifyError::Link { path: path.display().to_string(), message: e.to_string() })?;
-    serde_json::from_str(&text).map_err(|e| VerifyError::Link { path: path.display().to_string(), message: e.to_string() })
+    let text = std::fs::read_to_string(&path).map_err(|e| VerifyError::Link {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| VerifyError::Link {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Links and runs the smoke program in `work` (a scratch dir) with compiler `cc`.
@@ -100,16 +109,30 @@ pub fn smoke(prefix: &Path, cc: &str, work: &Path) -> Result<SmokeReport, Verify
     for f in &link.frameworks {
         cmd = cmd.args(["-framework", f]);
     }
-    if !cfg!(target_os = "macos") && link.ggml_options.get("GGML_OPENMP").is_some_and(|v| v == "ON") {
+    if !cfg!(target_os = "macos")
+        && link
+            .ggml_options
+            .get("GGML_OPENMP")
+            .is_some_and(|v| v == "ON")
+    {
         cmd = cmd.arg("-fopenmp");
     }
     let link_command = cmd.display();
-    cmd.clone().timeout(Duration::from_secs(300)).run().map_err(|source| VerifyError::LinkFailed { prefix: prefix.display().to_string(), source })?;
+    cmd.clone()
+        .timeout(Duration::from_secs(300))
+        .run()
+        .map_err(|source| VerifyError::LinkFailed {
+            prefix: prefix.display().to_string(),
+            source,
+        })?;
     let out = Cmd::new(&exe)
         .timeout(Duration::from_secs(120))
         .run()
         .map_err(|source| VerifyError::RunFailed { source })?;
-    Ok(SmokeReport { system_info: out.stdout.trim().to_string(), link_command })
+    Ok(SmokeReport {
+        system_info: out.stdout.trim().to_string(),
+        link_command,
+    })
 }
 
 #[cfg(test)]
@@ -119,7 +142,8 @@ mod tests {
     #[test]
     fn enabled_features_are_read_from_system_info() {
         let r = SmokeReport {
-            system_info: "CPU : SSE3 = 1 | AVX512 = 1 | AVX512_VNNI = 0 | OPENMP = 1 | REPACK = 1 |".into(),
+            system_info:
+                "CPU : SSE3 = 1 | AVX512 = 1 | AVX512_VNNI = 0 | OPENMP = 1 | REPACK = 1 |".into(),
             link_command: String::new(),
         };
         assert_eq!(r.enabled_features(), ["SSE3", "AVX512", "OPENMP", "REPACK"]);
