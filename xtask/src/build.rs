@@ -72,7 +72,7 @@ pub enum BuildError {
     Spawn {
         command: String,
         #[source]
-        source: CmdError,
+        source: Box<CmdError>,
     },
     #[error("build I/O error at {path}")]
     Io {
@@ -176,7 +176,7 @@ fn step(
         })
         .map_err(|source| BuildError::Spawn {
             command: cmd.display(),
-            source,
+            source: Box::new(source),
         })?;
     let _ = log.flush();
     if status == Some(0) {

@@ -292,7 +292,7 @@ impl Cache {
                 Some((e.path(), m, t))
             })
             .collect();
-        out.sort_by(|a, b| b.2.cmp(&a.2));
+        out.sort_by_key(|e| std::cmp::Reverse(e.2));
         out.into_iter().map(|(p, m, _)| (p, m)).collect()
     }
 

@@ -54,6 +54,10 @@ pub enum Command {
     Profile(ProfileArgs),
     /// Show the system tools a source build needs (cmake, ninja, compilers); --install installs them
     Prereqs(PrereqArgs),
+    /// Which build is current for this machine, its key inputs, and whether it is fresh
+    Status(StatusArgs),
+    /// List or garbage-collect cached builds
+    Cache(CacheArgs),
     /// Run the project's checks: install test prerequisites, cargo fmt --check, clippy, cargo test
     Test(TestArgs),
     /// Hash a llama.cpp tree and show (or --write) the pin: moving to a newer llama.cpp
@@ -167,4 +171,29 @@ pub struct PinArgs {
     /// The pin file [default: profiles/llama.pin.toml]
     #[arg(long, value_name = "FILE")]
     pub pin: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Override file [default: profiles/local.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List cached builds (the current one is marked *)
+    Ls,
+    /// Remove cached builds except the current one and the N most recent others
+    Gc {
+        /// How many non-current entries to keep
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+    },
 }

@@ -18,5 +18,6 @@ pub mod progress;
 pub mod report;
 pub mod setup;
 pub mod source;
+pub mod status;
 pub mod testcmd;
 pub mod verify;

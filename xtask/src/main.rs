@@ -24,6 +24,8 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Probe(a) => xtask::probe::run(ctx, &a),
         Command::Profile(a) => xtask::profile::run(ctx, &a),
         Command::Prereqs(a) => xtask::prereq::run(ctx, &a),
+        Command::Status(a) => xtask::status::status(ctx, &a),
+        Command::Cache(a) => xtask::status::cache_cmd(ctx, &a),
         Command::Test(a) => xtask::testcmd::run(ctx, &a),
         Command::Pin(a) => xtask::source::pin_cmd::run(ctx, &a),
         Command::Source(a) => xtask::source::run(ctx, &a),

@@ -48,12 +48,12 @@ pub enum VerifyError {
     LinkFailed {
         prefix: String,
         #[source]
-        source: crate::cmd::CmdError,
+        source: Box<crate::cmd::CmdError>,
     },
     #[error("the linked test program failed to run")]
     RunFailed {
         #[source]
-        source: crate::cmd::CmdError,
+        source: Box<crate::cmd::CmdError>,
     },
     #[error("I/O error at {path}: {source}")]
     Io {
@@ -123,12 +123,14 @@ pub fn smoke(prefix: &Path, cc: &str, work: &Path) -> Result<SmokeReport, Verify
         .run()
         .map_err(|source| VerifyError::LinkFailed {
             prefix: prefix.display().to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let out = Cmd::new(&exe)
         .timeout(Duration::from_secs(120))
         .run()
-        .map_err(|source| VerifyError::RunFailed { source })?;
+        .map_err(|source| VerifyError::RunFailed {
+            source: Box::new(source),
+        })?;
     Ok(SmokeReport {
         system_info: out.stdout.trim().to_string(),
         link_command,

@@ -1,0 +1,170 @@
+//! `cargo xtask status` and `cargo xtask cache ls|gc`: what is cached, which build is current for
+//! this machine, and whether it is fresh (its key still matches what `setup` would build now).
+
+use crate::cache::{self, Cache};
+use crate::context::Ctx;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The current entry's key, if any build was ever made here.
+    pub current: Option<String>,
+    pub entry: Option<std::path::PathBuf>,
+    pub prefix: Option<std::path::PathBuf>,
+    /// True when the key `setup` would compute now equals the current key and the files verify.
+    pub fresh: bool,
+    /// Why not fresh (empty when fresh).
+    pub stale_because: Vec<String>,
+    pub key_inputs: Option<cache::KeyInputs>,
+    pub fingerprint: Option<cache::Fingerprint>,
+    pub provenance: Option<String>,
+    pub pinned: Option<bool>,
+    pub verification: Option<serde_json::Value>,
+}
+
+pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::process::ExitCode> {
+    let cache = Cache::new(&ctx.cache_dir);
+    let current = cache.current();
+    let manifest = current
+        .as_ref()
+        .and_then(|k| Cache::read_manifest(&cache.entry_dir(k)).ok());
+    let mut stale = Vec::new();
+    if let Some(m) = &manifest {
+        // What would setup build now? Same computation, without building anything.
+        let machine = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
+        let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
+        let profile = crate::profile::plan(&machine, &overrides);
+        let now = cache::KeyInputs {
+            tree_digest: m.inputs.tree_digest.clone(),
+            profile_hash: profile.hash.clone(),
+            toolchain: crate::setup::toolchain_of(&machine),
+            runtime_source: m.inputs.runtime_source.clone(),
+        };
+        let decisions: Vec<(String, String)> = profile
+            .decisions
+            .iter()
+            .map(|d| (d.name.clone(), d.value.clone()))
+            .collect();
+        stale.extend(cache::explain_changes(m, &now, &decisions));
+        stale.extend(cache::explain_fingerprint(
+            &m.fingerprint,
+            &crate::setup::fingerprint_of(&machine),
+        ));
+        if let cache::Lookup::Corrupt { reason } = cache.lookup(&m.key) {
+            stale.push(format!("entry damaged: {reason}"));
+        }
+    } else {
+        stale.push("no build yet: run `cargo xtask setup`".into());
+    }
+    let s = Status {
+        entry: current.as_ref().map(|k| cache.entry_dir(k)),
+        prefix: current.as_ref().map(|k| cache.entry_dir(k).join("prefix")),
+        current,
+        fresh: stale.is_empty(),
+        stale_because: stale,
+        key_inputs: manifest.as_ref().map(|m| m.inputs.clone()),
+        fingerprint: manifest.as_ref().map(|m| m.fingerprint.clone()),
+        provenance: manifest.as_ref().map(|m| m.provenance.clone()),
+        pinned: manifest.as_ref().map(|m| m.pinned),
+        verification: manifest.as_ref().and_then(|m| m.verification.clone()),
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        match &s.current {
+            None => println!("no build yet: run `cargo xtask setup`"),
+            Some(k) => {
+                println!(
+                    "current build {k} ({}{})",
+                    s.provenance.as_deref().unwrap_or("?"),
+                    if s.pinned == Some(false) {
+                        ", UNPINNED"
+                    } else {
+                        ""
+                    }
+                );
+                println!("  prefix: {}", s.prefix.as_ref().unwrap().display());
+                if let Some(i) = &s.key_inputs {
+                    println!(
+                        "  tree {}  profile {}",
+                        &i.tree_digest[..12.min(i.tree_digest.len())],
+                        &i.profile_hash[..12]
+                    );
+                    println!(
+                        "  toolchain: {} | {} | cmake {}",
+                        i.toolchain.c, i.toolchain.cxx, i.toolchain.cmake
+                    );
+                }
+                if s.fresh {
+                    println!("  fresh: yes");
+                } else {
+                    println!("  fresh: no ({})", s.stale_because.join("; "));
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+pub fn cache_cmd(
+    ctx: &Ctx,
+    args: &crate::cli::CacheArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let cache = Cache::new(&ctx.cache_dir);
+    match &args.command {
+        crate::cli::CacheCommand::Ls => {
+            let current = cache.current();
+            let entries = cache.list();
+            if ctx.json {
+                let v: Vec<_> = entries
+                    .iter()
+                    .map(|(dir, m)| {
+                        serde_json::json!({
+                            "key": m.key, "dir": dir, "current": Some(&m.key) == current.as_ref(),
+                            "provenance": m.provenance, "pinned": m.pinned,
+                            "bytes": m.files.iter().map(|f| f.size).sum::<u64>(),
+                            "profile_hash": m.inputs.profile_hash, "tree_digest": m.inputs.tree_digest,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if entries.is_empty() {
+                println!("cache {} is empty", cache.bucket().display());
+            } else {
+                for (_, m) in &entries {
+                    let size: u64 = m.files.iter().map(|f| f.size).sum();
+                    let cur = if Some(&m.key) == current.as_ref() {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    println!(
+                        "{cur} {}  {:>10}  {}  {}",
+                        m.key,
+                        crate::progress::human_bytes(size),
+                        m.provenance,
+                        m.tree_origin
+                    );
+                }
+            }
+        }
+        crate::cli::CacheCommand::Gc { keep } => {
+            let removed = cache.gc(*keep)?;
+            if ctx.json {
+                println!("{}", serde_json::json!({ "removed": removed }));
+            } else {
+                println!(
+                    "removed {} entr{}{}",
+                    removed.len(),
+                    if removed.len() == 1 { "y" } else { "ies" },
+                    if removed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", removed.join(", "))
+                    }
+                );
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
