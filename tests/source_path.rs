@@ -145,3 +145,78 @@ fn source_command_prints_the_verified_tree_and_refuses_with_a_hint() {
     assert!(unpinned.status.success());
     assert!(String::from_utf8_lossy(&unpinned.stdout).contains("UNPINNED"));
 }
+
+#[test]
+fn pin_command_writes_a_pin_that_the_tree_then_verifies_against() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("llama.cpp");
+    small_tree(&tree);
+    write(&tree, "CMakeLists.txt", "set(LLAMA_VERSION_MAJOR 1)\nset(LLAMA_VERSION_MINOR 2)\nset(LLAMA_VERSION_PATCH 3)\noption(LLAMA_BUILD_IS_DEV \"dev\" OFF)\n");
+    write(
+        &tree,
+        "ggml/CMakeLists.txt",
+        "set(GGML_VERSION_MAJOR 0)\nset(GGML_VERSION_MINOR 9)\nset(GGML_VERSION_PATCH 1)\n",
+    );
+    let pin = d.path().join("profiles/llama.pin.toml");
+    let xtask = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--cache-dir")
+            .arg(d.path().join("cache"))
+            .args(args)
+            .arg("--pin")
+            .arg(&pin)
+            .output()
+            .unwrap()
+    };
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let tree_s = tree.to_str().unwrap();
+    let out = xtask(&[
+        "pin", "--tree", tree_s, "--commit", sha, "--tag", "b4242", "--write",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Pin::load(&pin).unwrap();
+    assert_eq!(p.upstream.commit.as_deref(), Some(sha));
+    assert_eq!(
+        (
+            p.upstream.ggml_version.as_str(),
+            p.upstream.llama_version.as_str()
+        ),
+        ("0.9.1", "1.2.3")
+    );
+    assert_eq!(
+        (p.build.number, p.build.commit.as_str()),
+        (4242, "01234567")
+    );
+    assert!(p.registry.is_none());
+    assert!(d.path().join("profiles/llama.pin.files").is_file());
+
+    let ok = xtask(&[
+        "source",
+        "--transport",
+        "path",
+        "--path",
+        tree_s,
+        "--json",
+        "-q",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    // Re-pinning an unchanged tree keeps what it knew; a changed tree reports the changed paths.
+    write(&tree, "src/llama.cpp", "newer");
+    let out = xtask(&["pin", "--tree", tree_s]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 paths changed"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(sha),
+        "a changed tree must not keep the old commit"
+    );
+}

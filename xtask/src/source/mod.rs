@@ -209,7 +209,7 @@ impl SourceError {
             SourceError::CrateChecksum { .. } => "the registry served a different crate than the one pinned: check your registry/mirror configuration, or re-pin with `cargo xtask pin --crate-version VERSION --write` and review".into(),
             SourceError::Cargo { .. } => "check that cargo can reach its registry (or mirror), or pass --offline when the crate is already in cargo's cache".into(),
             SourceError::Git { .. } => "check the URL and the revision; a local path or file:// URL needs a git repository that holds the commit".into(),
-            SourceError::GitUnsupportedUrl { .. } => "clone it with the git command line (`git clone URL DIR`) and pass the clone as --url DIR (or use --transport path --path DIR); or build xtask with `--features git-https` where OpenSSL headers are installed; or use the default registry transport".into(),
+            SourceError::GitUnsupportedUrl { url } => format!("clone it with the git command line (`git clone {url} DIR`, then `git -C DIR checkout REV`) and pass --url DIR, or use --transport path --path DIR, or the default registry transport; where OpenSSL headers are installed, `cargo run -p xtask --features git-https -- source ...` enables HTTPS"),
             SourceError::GitOffline { .. } => "run once without --offline, or name a local repository with --url".into(),
             SourceError::NotADirectory { .. } => "pass the llama.cpp checkout folder (the one holding CMakeLists.txt, ggml/ and src/)".into(),
         })
