@@ -137,7 +137,7 @@ impl OverrideError {
     pub fn hint(&self) -> String {
         match self {
             OverrideError::Read { .. } => "check the file's permissions, or remove it".into(),
-            _ => "the override file knows [backends] cuda/metal/hip/vulkan = \"on\"|\"off\"|\"auto\", [cuda] architectures = [\"89\"], [defines] NAME = \"VALUE\", [runtime] threads/ctx_size/gpu_layers; see docs/profiles.md".into(),
+            _ => "the override file knows [backends] cuda/metal/hip/vulkan = \"on\"|\"off\"|\"auto\", [cuda] architectures = [\"89\"], [defines] NAME = \"VALUE\", [runtime] threads/ctx_size/gpu_layers; see the Profiles section of README.md".into(),
         }
     }
 }

@@ -1,0 +1,80 @@
+//! The real thing: `setup` fetches the pinned llama.cpp through the crate registry, verifies it,
+//! builds it with this machine's profile, verifies the result and publishes a cache entry.
+//! It shares the user's cache (or TUNELLAMA_CACHE_DIR) so a machine pays the build once.
+
+use serde_json::Value;
+use std::process::Command;
+
+fn xtask(args: &[&str], overrides: &std::path::Path) -> Value {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.args(args).arg("--json").env("CI", "true");
+    if args[0] != "probe" {
+        c.arg("--overrides").arg(overrides);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed:\n{}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn setup_builds_the_pinned_llama_cpp_natively_and_the_second_run_is_a_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("no-overrides.toml");
+    std::fs::write(&none, "").unwrap();
+
+    let first = xtask(&["setup"], &none);
+    assert!(
+        ["built", "hit", "reverified"].contains(&first["outcome"].as_str().unwrap()),
+        "{first}"
+    );
+    assert_eq!(first["pinned"], true);
+    let entry = std::path::Path::new(first["entry"].as_str().unwrap());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(entry.join("manifest.json")).unwrap())
+            .unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    let sha_of = |p: &str| {
+        files
+            .iter()
+            .find(|f| f["path"] == p)
+            .map(|f| f["sha256"].as_str().unwrap().to_string())
+    };
+    for lib in ["libllama.a", "libggml.a", "libggml-base.a", "libggml-cpu.a"] {
+        let sha =
+            sha_of(&format!("prefix/lib/{lib}")).unwrap_or_else(|| panic!("{lib} not in manifest"));
+        assert_eq!(sha.len(), 64);
+    }
+    assert!(sha_of("prefix/include/llama.h").is_some());
+    assert!(
+        manifest["decisions"]
+            .to_string()
+            .contains("[\"GGML_NATIVE\",\"ON\"]"),
+        "{}",
+        manifest["decisions"]
+    );
+
+    // What llama.cpp says it was compiled for matches what the probe found in this CPU.
+    let machine = xtask(&["probe"], &none);
+    let info = manifest["verification"]["system_info"].as_str().unwrap();
+    let has = |f: &str| {
+        machine["cpu"]["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == f)
+    };
+    assert_eq!(info.contains("AVX512 = 1"), has("avx512f"), "{info}");
+    assert_eq!(info.contains("AVX2 = 1"), has("avx2"), "{info}");
+
+    let second = xtask(&["setup"], &none);
+    assert_eq!(second["outcome"], "hit");
+    assert_eq!(second["key"], first["key"]);
+    let status = xtask(&["status"], &none);
+    assert_eq!(status["current"], first["key"]);
+    assert_eq!(status["fresh"], true, "{status}");
+}
