@@ -6,6 +6,11 @@ use xtask::cli::{Cli, Command};
 use xtask::context::Ctx;
 
 fn main() -> ExitCode {
+    // `cargo xtask status --json | head` must end quietly, not panic on the closed pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let g = &cli.global;
     let ctx = Ctx::new(g.cache_dir.clone(), g.json, g.quiet, g.verbose, g.yes);
