@@ -84,6 +84,7 @@ pub enum Manager {
     Pacman,
     Brew,
     Winget,
+    Choco,
 }
 
 impl Manager {
@@ -108,6 +109,11 @@ impl Manager {
             Manager::Pacman => n.pacman,
             Manager::Brew => n.brew,
             Manager::Winget => n.winget,
+            Manager::Choco => match n.tool.as_str() {
+                "cmake" => "cmake",
+                "ninja" => "ninja",
+                _ => "visualstudio2022buildtools",
+            },
         }
     }
 
@@ -137,6 +143,7 @@ impl Manager {
                 [s(&["pacman", "-S", "--needed", "--noconfirm"]), pkgs].concat(),
             )],
             Manager::Brew => vec![[s(&["brew", "install"]), pkgs].concat()],
+            Manager::Choco => vec![[s(&["choco", "install", "-y"]), pkgs].concat()],
             Manager::Winget => pkgs
                 .into_iter()
                 .map(|p| s(&["winget", "install", "--silent", "--id", &p]))
@@ -147,7 +154,7 @@ impl Manager {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrereqError {
-    #[error("missing {tools}, and no supported package manager (apt-get, dnf, pacman, brew, winget) was found")]
+    #[error("missing {tools}, and no supported package manager (apt-get, dnf, pacman, brew, winget, choco) was found")]
     NoManager { tools: String },
     #[error("missing {tools}; installation declined")]
     Declined { tools: String, command: String },
