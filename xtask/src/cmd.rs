@@ -141,7 +141,7 @@ impl Cmd {
     }
 
     fn expression(&self) -> duct::Expression {
-        let mut e = duct::cmd(&self.program, &self.args)
+        let mut e = duct::cmd(self.program.as_os_str(), &self.args)
             .stdout_capture()
             .stderr_capture()
             .unchecked();
@@ -199,7 +199,7 @@ impl Cmd {
 
     /// Runs with the terminal attached (no capture), for long tools whose own output is the progress.
     pub fn run_inherit(&self) -> Result<(), CmdError> {
-        let mut e = duct::cmd(&self.program, &self.args).unchecked();
+        let mut e = duct::cmd(self.program.as_os_str(), &self.args).unchecked();
         if let Some(d) = &self.cwd {
             e = e.dir(d);
         }
@@ -340,6 +340,17 @@ mod tests {
             .output()
             .unwrap_err();
         assert!(err.is_not_found());
+    }
+
+    #[test]
+    fn bare_program_names_are_looked_up_on_path() {
+        // A bare name must mean "search PATH", not "./name" (duct's reading of a relative Path).
+        let out = Cmd::new("sh")
+            .args(["-c", "echo ok"])
+            .cwd("/")
+            .run()
+            .unwrap();
+        assert_eq!(out.stdout.trim(), "ok");
     }
 
     #[test]

@@ -83,12 +83,8 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfo {
         let key = key.trim();
         let value = value.trim();
         match key {
-            "processor" => {
-                // arm64 kernels print a summary "Processor : ..." line; only numbered entries count.
-                if value.parse::<u32>().is_ok() {
-                    info.logical_cores += 1;
-                }
-            }
+            // arm64 kernels print a summary "Processor : ..." line; only numbered entries count.
+            "processor" if value.parse::<u32>().is_ok() => info.logical_cores += 1,
             "vendor_id" if info.vendor.is_none() => info.vendor = Some(value.to_string()),
             "CPU implementer" if info.vendor.is_none() => {
                 info.vendor = Some(arm_implementer(value).to_string())
