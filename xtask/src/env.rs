@@ -70,6 +70,11 @@ pub fn cxx() -> Option<String> {
     var("CXX")
 }
 
+/// A Hugging Face access token; sent only to huggingface.co and never printed.
+pub fn hf_token() -> Option<String> {
+    var("HF_TOKEN")
+}
+
 /// The repository root (this crate lives in `<root>/xtask`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

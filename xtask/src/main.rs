@@ -1,5 +1,7 @@
 //! `cargo xtask`: parse flags, build one context, dispatch to a stage.
 
+mod bars;
+
 use clap::Parser;
 use std::process::ExitCode;
 use xtask::cli::{Cli, Command};
@@ -21,5 +23,7 @@ fn main() -> ExitCode {
 fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Probe(a) => xtask::probe::run(ctx, &a),
+        Command::Models(a) => xtask::models::run(ctx, &a, &*bars::for_ctx(ctx)),
+        Command::Bench(a) => xtask::bench::run(ctx, &a),
     }
 }

@@ -19,6 +19,8 @@ pub trait Progress: Send + Sync {
     fn update(&self, done: u64, total: Option<u64>);
     /// The current piece of work has ended with this one-line summary.
     fn finish(&self, summary: &str);
+    /// A one-line remark while work goes on (a retry, a wait for a lock).
+    fn note(&self, _msg: &str) {}
 }
 
 /// Reports nothing (quiet mode, tests).
@@ -97,8 +99,15 @@ impl Progress for Lines {
         let line = match s.unit {
             Unit::Bytes => {
                 let rate = done as f64 / secs;
-                let of = total.map(|t| format!(" of {}", human_bytes(t))).unwrap_or_default();
-                format!("{}: {}{of} ({}/s)", s.what, human_bytes(done), human_bytes(rate as u64))
+                let of = total
+                    .map(|t| format!(" of {}", human_bytes(t)))
+                    .unwrap_or_default();
+                format!(
+                    "{}: {}{of} ({}/s)",
+                    s.what,
+                    human_bytes(done),
+                    human_bytes(rate as u64)
+                )
             }
             Unit::Steps => {
                 let of = total.map(|t| format!("/{t}")).unwrap_or_default();
@@ -109,6 +118,13 @@ impl Progress for Lines {
     }
     fn finish(&self, summary: &str) {
         let s = self.state.lock().unwrap();
-        eprintln!("{}: {summary} ({:.1} s)", s.what, s.started.elapsed().as_secs_f64());
+        eprintln!(
+            "{}: {summary} ({:.1} s)",
+            s.what,
+            s.started.elapsed().as_secs_f64()
+        );
+    }
+    fn note(&self, msg: &str) {
+        eprintln!("{msg}");
     }
 }
