@@ -88,10 +88,7 @@ pub fn fetch(
     let mut last: Option<DownloadError> = None;
     for url in &m.urls {
         match download::download(url, &expected, &blob, &opts.download, progress) {
-            Ok(o) => {
-                drop(lock);
-                return done(store, m, Some(o));
-            }
+            Ok(o) => return done(store, m, Some(o)),
             // Wrong bytes are a fact about the model, not the mirror: stop here.
             Err(e) if e.is_integrity() => return Err(e.into()),
             Err(e) => {

@@ -247,12 +247,12 @@ fn list(ctx: &Ctx, cat: &Catalog, store: &Store, m: &Machine) -> anyhow::Result<
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<46} {:>9} {:>7} {:>9} {:>9} {:<9} {:>4} {:<7}",
+        "{:<46} {:>10} {:>7} {:>9} {:>10} {:<9} {:>4} {:<6}",
         "NAME", "SIZE", "PARAMS", "QUANT", "NEEDS", "PURPOSE", "FITS", "STORED"
     );
     for r in &rows {
         println!(
-            "{:<46} {:>9} {:>7} {:>9} {:>9} {:<9} {:>4} {:<7}",
+            "{:<46} {:>10} {:>7} {:>9} {:>10} {:<9} {:>4} {:<6}",
             r.model.name,
             human_bytes(r.model.size),
             r.model.parameters.as_deref().unwrap_or("?"),

@@ -300,3 +300,61 @@ pub fn runtime_defaults(facts: &Facts, file_size: u64, machine: &Machine) -> Run
         why,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::{sample_metadata, Header};
+
+    fn machine(name: &str) -> Machine {
+        let p = crate::env::repo_root().join(format!("tests/fixtures/machines/{name}.json"));
+        Machine::from_json_file(&p).unwrap()
+    }
+
+    fn facts(layers: u32, embd: u32, heads: u32, kv: u32, ctx: u32) -> Facts {
+        Header {
+            version: 3,
+            tensor_count: 0,
+            metadata: sample_metadata("llama", layers, embd, heads, kv, ctx)
+                .into_iter()
+                .collect(),
+        }
+        .facts()
+    }
+
+    #[test]
+    fn a_model_larger_than_vram_is_split_between_the_gpu_and_the_cpu() {
+        let f = facts(32, 4096, 32, 8, 32768);
+        let d = runtime_defaults(&f, 6_000_000_000, &machine("models-laptop-6gb-vram"));
+        assert!(d.gpu_layers > 0 && d.gpu_layers < 33, "{d:?}");
+        assert_eq!(d.context, 8192);
+        assert_eq!(d.threads, 8);
+    }
+
+    #[test]
+    fn a_7b_q4_model_fits_a_6_gb_gpu_with_all_layers() {
+        let f = facts(32, 4096, 32, 8, 32768);
+        let d = runtime_defaults(&f, 4_400_000_000, &machine("models-laptop-6gb-vram"));
+        assert_eq!(d.gpu_layers, 33, "{d:?}");
+    }
+
+    #[test]
+    fn a_small_model_goes_entirely_onto_a_24_gb_gpu() {
+        let f = facts(16, 2048, 32, 8, 131072);
+        let d = runtime_defaults(&f, 800_000_000, &machine("models-desktop-24gb-vram"));
+        assert_eq!(d.gpu_layers, 17, "{d:?}");
+        assert_eq!(d.context, 8192);
+    }
+
+    #[test]
+    fn context_shrinks_until_the_kv_cache_fits_in_ram() {
+        // No grouped-query attention: 32 layers × 3072 × 2 × 2 bytes = 384 KiB per token.
+        let f = facts(32, 3072, 32, 32, 4096);
+        let d = runtime_defaults(&f, 700_000_000, &machine("models-pi-2gb"));
+        assert_eq!(d.gpu_layers, 0);
+        assert!(d.context < 4096 && d.context >= 256, "{d:?}");
+        assert_eq!(d.context % 256, 0);
+        let kv = f.kv_bytes_per_token().unwrap() * d.context;
+        assert!(kv + 700_000_000 <= Budget::of(&machine("models-pi-2gb")).unwrap().ram_usable);
+    }
+}

@@ -92,24 +92,32 @@ impl Store {
                 let _ = fs_err::remove_file(&p);
             }
         }
-        if link.symlink_metadata().is_ok() {
-            if fs_err::canonicalize(&link).ok() == fs_err::canonicalize(self.blob(&m.sha256)).ok() {
-                return Ok(link);
-            }
-            fs_err::remove_file(&link)?;
+        if link.symlink_metadata().is_ok()
+            && fs_err::canonicalize(&link).ok() == fs_err::canonicalize(self.blob(&m.sha256)).ok()
+        {
+            return Ok(link);
         }
+        // Made under a temporary name beside `by-name/<name>/` and renamed into place, so a
+        // concurrent fetch of the same model never sees a half-made or missing link.
+        let tmp = self
+            .root
+            .join("by-name")
+            .join(format!(".{}.{}.tmp", m.name, std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
         #[cfg(unix)]
         {
+            // Relative, so the store can be moved as a whole.
             let target = Path::new("../../blobs/sha256").join(m.sha256.as_str());
-            fs_err::os::unix::fs::symlink(&target, &link)?;
+            fs_err::os::unix::fs::symlink(&target, &tmp)?;
         }
         #[cfg(not(unix))]
         {
             // Symbolic links need privileges on Windows; a hard link needs none.
-            if fs_err::hard_link(self.blob(&m.sha256), &link).is_err() {
-                fs_err::copy(self.blob(&m.sha256), &link)?;
+            if fs_err::hard_link(self.blob(&m.sha256), &tmp).is_err() {
+                fs_err::copy(self.blob(&m.sha256), &tmp)?;
             }
         }
+        fs_err::rename(&tmp, &link)?;
         Ok(link)
     }
 
