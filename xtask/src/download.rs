@@ -108,6 +108,8 @@ pub struct Options {
     pub max_redirects: u32,
     pub bearer: Option<Bearer>,
     pub user_agent: String,
+    /// What progress reports call this download [default: the destination's file name].
+    pub label: Option<String>,
     /// Flush the data to disk before the rename, so a power cut cannot leave a renamed file
     /// whose blocks never reached the disk.
     pub fsync: bool,
@@ -125,6 +127,7 @@ impl Default for Options {
             max_redirects: 10,
             bearer: None,
             user_agent: format!("tunellama-xtask/{}", env!("CARGO_PKG_VERSION")),
+            label: None,
             fsync: true,
         }
     }
@@ -291,67 +294,78 @@ pub fn download(
             reason: format!("cannot set up the HTTP client: {e}"),
         })?;
 
-    let what = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| url.to_string());
+    let what = opts.label.clone().unwrap_or_else(|| {
+        dest.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| url.to_string())
+    });
     progress.start(&what, Some(expected.size), Unit::Bytes);
-    let started = Instant::now();
-    let mut attempts = 0;
-    let mut wait = opts.backoff;
-    let digest = loop {
-        attempts += 1;
-        match attempt(&client, &start_url, opts, &mut state, progress) {
-            Ok(d) => break d,
-            Err(Failure::Transient(reason)) if attempts <= opts.retries => {
-                progress.note(&format!(
-                    "{what}: attempt {attempts} failed ({reason}); retrying in {:.1} s",
-                    wait.as_secs_f64()
-                ));
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(opts.max_backoff);
+    let result = (|| -> Result<Outcome, DownloadError> {
+        let started = Instant::now();
+        let mut attempts = 0;
+        let mut wait = opts.backoff;
+        let digest = loop {
+            attempts += 1;
+            match attempt(&client, &start_url, opts, &mut state, progress) {
+                Ok(d) => break d,
+                Err(Failure::Transient(reason)) if attempts <= opts.retries => {
+                    progress.note(&format!(
+                        "{what}: attempt {attempts} failed ({reason}); retrying in {:.1} s",
+                        wait.as_secs_f64()
+                    ));
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(opts.max_backoff);
+                }
+                Err(Failure::Transient(reason)) => {
+                    return Err(DownloadError::Network {
+                        url: url.to_string(),
+                        attempts,
+                        reason,
+                        kept: file_len(&part),
+                        partial: part,
+                    });
+                }
+                Err(Failure::Fatal(e)) => {
+                    // Only network errors leave a partial file behind.
+                    let _ = fs_err::remove_file(&part);
+                    return Err(e);
+                }
             }
-            Err(Failure::Transient(reason)) => {
-                return Err(DownloadError::Network {
-                    url: url.to_string(),
-                    attempts,
-                    reason,
-                    kept: file_len(&part),
-                    partial: part,
-                });
-            }
-            Err(Failure::Fatal(e)) => {
-                // Only network errors leave a partial file behind.
-                let _ = fs_err::remove_file(&part);
-                return Err(e);
-            }
-        }
-    };
+        };
 
-    let actual = Sha256Hex::from_digest(&digest);
-    if actual != expected.sha256 {
-        let _ = fs_err::remove_file(&part);
-        return Err(DownloadError::Checksum {
-            url: url.to_string(),
-            expected: expected.sha256.clone(),
-            actual,
-        });
+        let actual = Sha256Hex::from_digest(&digest);
+        if actual != expected.sha256 {
+            let _ = fs_err::remove_file(&part);
+            return Err(DownloadError::Checksum {
+                url: url.to_string(),
+                expected: expected.sha256.clone(),
+                actual,
+            });
+        }
+        fs_err::rename(&part, dest)?;
+        sync_dir(dir);
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        progress.finish(&format!(
+            "{} verified ({}/s)",
+            human_bytes(expected.size),
+            human_bytes((state.fetched as f64 / secs) as u64)
+        ));
+        Ok(Outcome {
+            path: dest.to_path_buf(),
+            bytes_fetched: state.fetched,
+            resumed_from: state.resumed_from,
+            requests: state.requests,
+            attempts,
+        })
+    })();
+    if let Err(e) = &result {
+        let msg = e.to_string();
+        progress.finish(&format!(
+            "failed: {}",
+            msg.lines().next().unwrap_or_default()
+        ));
     }
-    fs_err::rename(&part, dest)?;
-    sync_dir(dir);
-    let secs = started.elapsed().as_secs_f64().max(1e-3);
-    progress.finish(&format!(
-        "{} verified ({}/s)",
-        human_bytes(expected.size),
-        human_bytes((state.fetched as f64 / secs) as u64)
-    ));
-    Ok(Outcome {
-        path: dest.to_path_buf(),
-        bytes_fetched: state.fetched,
-        resumed_from: state.resumed_from,
-        requests: state.requests,
-        attempts,
-    })
+    result
 }
 
 struct State<'a> {

@@ -85,9 +85,13 @@ pub fn fetch(
         size: m.size,
         sha256: m.sha256.clone(),
     };
+    let dl = download::Options {
+        label: Some(m.name.clone()),
+        ..opts.download.clone()
+    };
     let mut last: Option<DownloadError> = None;
     for url in &m.urls {
-        match download::download(url, &expected, &blob, &opts.download, progress) {
+        match download::download(url, &expected, &blob, &dl, progress) {
             Ok(o) => return done(store, m, Some(o)),
             // Wrong bytes are a fact about the model, not the mirror: stop here.
             Err(e) if e.is_integrity() => return Err(e.into()),
