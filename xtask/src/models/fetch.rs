@@ -56,27 +56,16 @@ pub fn fetch(
             name: m.name.clone(),
         });
     }
-    let lock_path = store.lock_file(&m.sha256);
-    let lock = fs_err::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(ModelsError::Io)?;
-    let lock = lock.into_parts().0;
-    match fs4::FileExt::try_lock(&lock) {
-        Ok(()) => {}
-        Err(fs4::TryLockError::WouldBlock) => {
+    let _lock = store
+        .lock(&m.sha256, |path| {
             progress.note(&format!(
                 "{}: another fetch is running; waiting for it (lock {})",
                 m.name,
-                lock_path.display()
-            ));
-            fs4::FileExt::lock(&lock).map_err(|e| lock_error(&lock_path, e))?;
-        }
-        Err(fs4::TryLockError::Error(e)) => return Err(lock_error(&lock_path, e)),
-    }
-    // The lock is released when `lock` is dropped (closing the file), on every path out.
+                path.display()
+            ))
+        })
+        .map_err(ModelsError::Io)?;
+    // The lock is released when `_lock` is dropped, on every path out.
     if store.status(m) == Stored::Present {
         return done(store, m, None);
     }
@@ -117,11 +106,4 @@ fn done(
         downloaded: outcome.is_some(),
         outcome,
     })
-}
-
-fn lock_error(path: &std::path::Path, e: std::io::Error) -> ModelsError {
-    ModelsError::Io(std::io::Error::new(
-        e.kind(),
-        format!("cannot lock {}: {e}", path.display()),
-    ))
 }

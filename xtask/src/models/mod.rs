@@ -202,7 +202,11 @@ pub fn run(ctx: &Ctx, args: &ModelsArgs, progress: &dyn Progress) -> anyhow::Res
         ModelsCommand::Rm { name, catalog } => {
             let cat = load(ctx, &catalog.catalog)?;
             let m = find(&cat, name)?;
-            let removed = store.remove(m).map_err(ModelsError::Io)?;
+            let removed = store
+                .remove(m, |_| {
+                    progress.note(&format!("{name}: waiting for a running fetch"))
+                })
+                .map_err(ModelsError::Io)?;
             if removed.is_empty() {
                 ctx.info(format!("{name}: nothing stored"));
             }

@@ -13,6 +13,16 @@ use super::catalog::Model;
 use crate::download::{partial_path, Sha256Hex};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes temporary link names unique within this process too.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Held while one blob is fetched or removed; released when dropped (the file is closed).
+#[derive(Debug)]
+pub struct BlobLock {
+    _file: std::fs::File,
+}
 
 /// Bumped instead of migrating when the layout changes.
 pub const BUCKET: &str = "models-v1";
@@ -64,6 +74,29 @@ impl Store {
         self.root.join("locks").join(format!("{sha}.lock"))
     }
 
+    /// Takes the blob's lock, calling `on_wait` first when another process holds it.
+    pub fn lock(&self, sha: &Sha256Hex, on_wait: impl FnOnce(&Path)) -> io::Result<BlobLock> {
+        let path = self.lock_file(sha);
+        let file = fs_err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?
+            .into_parts()
+            .0;
+        let failed =
+            |e: io::Error| io::Error::new(e.kind(), format!("cannot lock {}: {e}", path.display()));
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                on_wait(&path);
+                fs4::FileExt::lock(&file).map_err(failed)?;
+            }
+            Err(fs4::TryLockError::Error(e)) => return Err(failed(e)),
+        }
+        Ok(BlobLock { _file: file })
+    }
+
     /// `by-name/<name>/<file>`; both parts were validated as plain names by the catalog.
     pub fn friendly(&self, m: &Model) -> PathBuf {
         self.root.join("by-name").join(&m.name).join(&m.file)
@@ -99,10 +132,12 @@ impl Store {
         }
         // Made under a temporary name beside `by-name/<name>/` and renamed into place, so a
         // concurrent fetch of the same model never sees a half-made or missing link.
-        let tmp = self
-            .root
-            .join("by-name")
-            .join(format!(".{}.{}.tmp", m.name, std::process::id()));
+        let tmp = self.root.join("by-name").join(format!(
+            ".{}.{}-{}.tmp",
+            m.name,
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_file(&tmp);
         #[cfg(unix)]
         {
@@ -123,8 +158,13 @@ impl Store {
 
     /// Removes the model's friendly name, its partial file, and its blob unless another name
     /// still links to it. Returns what was removed.
-    pub fn remove(&self, m: &Model) -> io::Result<Vec<PathBuf>> {
+    pub fn remove(&self, m: &Model, on_wait: impl FnOnce(&Path)) -> io::Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
+        if !self.root.exists() {
+            return Ok(removed);
+        }
+        self.init()?;
+        let _lock = self.lock(&m.sha256, on_wait)?;
         let dir = self.root.join("by-name").join(&m.name);
         if dir.exists() {
             fs_err::remove_dir_all(&dir)?;
