@@ -39,8 +39,11 @@ struct Fixture {
 
 impl Fixture {
     fn new(size: usize, script: Vec<Reply>) -> Fixture {
+        Fixture::with_body(support::data(size, 11), script)
+    }
+
+    fn with_body(body: Vec<u8>, script: Vec<Reply>) -> Fixture {
         let server = Server::start();
-        let body = support::data(size, 11);
         server.route("/m.gguf", body.clone(), script);
         Fixture {
             server,
@@ -339,4 +342,64 @@ fn unknown_model_names_the_catalogs_and_gives_a_hint() {
         "{err}"
     );
     assert!(err.contains("hint: `cargo xtask models list`"), "{err}");
+}
+
+#[test]
+fn stored_gguf_files_size_models_from_their_own_header() {
+    let mut body = Vec::new();
+    let meta = xtask::gguf::sample_metadata("llama", 16, 2048, 32, 8, 131072);
+    let refs: Vec<(&str, xtask::gguf::Value)> =
+        meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    xtask::gguf::write_header(&mut body, &refs).unwrap();
+    body.resize(100_000, 0);
+    let f = Fixture::with_body(body, vec![Reply::ok()]);
+    let entry = f
+        .entry("test-model", "t.gguf", &support::sha256_hex(&f.body))
+        .replace(
+            "parameters = \"1M\"",
+            "parameters = \"100M\"\npurpose = \"embedding\"",
+        );
+    let cat = f.catalog(&entry);
+    assert!(f
+        .models(&["fetch", "test-model", "--allow-http"], &cat)
+        .status
+        .success());
+
+    let machine = support::fixture("machines/models-desktop-24gb-vram.json");
+    let machine = machine.to_str().unwrap();
+    let o = f.models(&["list", "--json", "--machine", machine], &cat);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mine = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "test-model")
+        .unwrap();
+    assert_eq!(mine["stored"], "yes");
+    assert_eq!(mine["gguf"]["block_count"], 16);
+    assert_eq!(mine["gguf"]["context_length"], 131072);
+    // 16 layers × 8 kv heads × 128 dims × 2 bytes = 32 KiB per token, 4096 tokens.
+    assert_eq!(
+        mine["memory_needed"],
+        100_000 + (32 << 10) * 4096 + (256 << 20)
+    );
+
+    let o = f.models(
+        &[
+            "recommend",
+            "--json",
+            "--purpose",
+            "embedding",
+            "--machine",
+            machine,
+        ],
+        &cat,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["name"], "test-model");
+    assert_eq!(r["runtime"]["gpu_layers"], 17);
+    assert_eq!(r["runtime"]["context"], 8192);
+    assert_eq!(r["runtime"]["threads"], 16);
 }

@@ -3,6 +3,7 @@
 //! `file:line:column: what is wrong`.
 
 use crate::download::Sha256Hex;
+use crate::gguf::Facts;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -73,6 +74,9 @@ pub struct Model {
     pub note: Option<String>,
     /// The catalog file this entry came from.
     pub catalog: PathBuf,
+    /// Facts from the stored file's GGUF header, when it is stored (filled in by the caller).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<Facts>,
 }
 
 fn ser_sha<S: serde::Serializer>(s: &Sha256Hex, ser: S) -> Result<S::Ok, S::Error> {
@@ -80,11 +84,18 @@ fn ser_sha<S: serde::Serializer>(s: &Sha256Hex, ser: S) -> Result<S::Ok, S::Erro
 }
 
 impl Model {
-    /// Memory needed to run the model: the catalog's figure, or file size + 15% + 256 MiB
-    /// (KV cache for a few thousand tokens and compute buffers).
+    /// Memory needed to run the model at a 4096-token context: the catalog's figure; else, when
+    /// the file's header is known, weights + its f16 KV cache + 256 MiB of buffers; else the
+    /// estimate file size + 15% + 256 MiB.
     pub fn memory_needed(&self) -> u64 {
-        self.memory_bytes
-            .unwrap_or_else(|| estimate_memory(self.size))
+        if let Some(b) = self.memory_bytes {
+            return b;
+        }
+        let from_header = self.gguf.as_ref().and_then(|f| {
+            let ctx = f.context_length.unwrap_or(4096).min(4096);
+            Some(self.size + f.kv_bytes_per_token()? * ctx + (256 << 20))
+        });
+        from_header.unwrap_or_else(|| estimate_memory(self.size))
     }
 }
 
@@ -277,6 +288,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Model>, CatalogError> {
             license: r.license,
             note: r.note,
             catalog: path.to_path_buf(),
+            gguf: None,
         });
     }
     Ok(out)
@@ -435,6 +447,28 @@ parameters = "260K"
             e.contains("cat.toml:7:") && e.contains("not a sha256"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn memory_need_comes_from_the_header_when_the_file_is_known() {
+        let mut m = p(ENTRY).unwrap().remove(0);
+        m.size = 2_000_000_000;
+        assert_eq!(m.memory_needed(), estimate_memory(m.size));
+        let h = crate::gguf::Header {
+            version: 3,
+            tensor_count: 0,
+            metadata: crate::gguf::sample_metadata("phi3", 32, 3072, 32, 32, 4096)
+                .into_iter()
+                .collect(),
+        };
+        m.gguf = Some(h.facts());
+        // No grouped-query attention: 384 KiB per token, 1.5 GiB for 4096 tokens.
+        assert_eq!(
+            m.memory_needed(),
+            2_000_000_000 + (1536 << 20) + (256 << 20)
+        );
+        m.memory_bytes = Some(5);
+        assert_eq!(m.memory_needed(), 5);
     }
 
     #[test]

@@ -53,6 +53,16 @@ fn load(ctx: &Ctx, extra: &[PathBuf]) -> Result<Catalog, ModelsError> {
     Ok(Catalog::load_default(&ctx.repo_root, extra)?)
 }
 
+/// Fills in header facts for the models that are stored, so sizing uses the real file.
+fn with_facts(mut cat: Catalog, store: &Store) -> Catalog {
+    for m in &mut cat.models {
+        if store.status(m) == Stored::Present {
+            m.gguf = facts(&store.blob(&m.sha256)).ok();
+        }
+    }
+    cat
+}
+
 fn find<'a>(cat: &'a Catalog, name: &str) -> Result<&'a Model, ModelsError> {
     cat.get(name).ok_or_else(|| ModelsError::Unknown {
         name: name.to_string(),
@@ -68,7 +78,8 @@ pub fn ensure(
     machine: &Machine,
     progress: &dyn Progress,
 ) -> anyhow::Result<PathBuf> {
-    let cat = load(ctx, &[])?;
+    let store = Store::new(&ctx.cache_dir);
+    let cat = with_facts(load(ctx, &[])?, &store);
     let name = if name_or_auto == "auto" {
         let r = recommend::recommend(&cat, machine, Purpose::Chat)?;
         ctx.info(format!(
@@ -95,7 +106,7 @@ pub fn run(ctx: &Ctx, args: &ModelsArgs, progress: &dyn Progress) -> anyhow::Res
     let store = Store::new(&ctx.cache_dir);
     match &args.command {
         ModelsCommand::List { catalog, machine } => {
-            let cat = load(ctx, &catalog.catalog)?;
+            let cat = with_facts(load(ctx, &catalog.catalog)?, &store);
             let m = ctx.machine(machine.machine.as_deref())?;
             list(ctx, &cat, &store, &m)
         }
@@ -104,7 +115,7 @@ pub fn run(ctx: &Ctx, args: &ModelsArgs, progress: &dyn Progress) -> anyhow::Res
             machine,
             purpose,
         } => {
-            let cat = load(ctx, &catalog.catalog)?;
+            let cat = with_facts(load(ctx, &catalog.catalog)?, &store);
             let m = ctx.machine(machine.machine.as_deref())?;
             let purpose = Purpose::parse(purpose).unwrap_or_default();
             let r = recommend::recommend(&cat, &m, purpose)?;
