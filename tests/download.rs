@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::server::{Reply, Server};
 use xtask::download::{
-    download, partial_path, Bearer, DownloadError, Expected, Options, Secret, Sha256Hex,
+    download, partial_path, Bearer, DownloadError, Expected, Options, Proxies, Secret, Sha256Hex,
 };
 use xtask::progress::Silent;
 
@@ -368,4 +368,58 @@ fn unreachable_server_is_retried_then_reported_as_network_error() {
         matches!(e, DownloadError::Network { attempts: 3, .. }),
         "{e}"
     );
+}
+
+#[test]
+fn configured_proxy_carries_requests_for_other_hosts() {
+    let server = Server::start();
+    let body = support::data(SIZE, 3);
+    // A forward proxy receives the absolute URL in the request line; no DNS lookup happens here.
+    server.route(
+        "http://models.example.invalid/m.gguf",
+        body.clone(),
+        vec![Reply::ok()],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        proxies: Proxies {
+            http: Some(server.url("")),
+            ..Proxies::default()
+        },
+        ..fast()
+    };
+    let dest = dir.path().join("out.gguf");
+    download(
+        "http://models.example.invalid/m.gguf",
+        &expect(&body),
+        &dest,
+        &opts,
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert_eq!(server.seen("http://models.example.invalid/m.gguf").len(), 1);
+}
+
+#[test]
+fn loopback_is_reached_directly_even_with_a_proxy_configured() {
+    let (server, body, dir) = setup(vec![Reply::ok()]);
+    let opts = Options {
+        proxies: Proxies {
+            http: Some("http://127.0.0.1:9".into()),
+            https: Some("http://127.0.0.1:9".into()),
+            no_proxy: None,
+        },
+        retries: 0,
+        ..fast()
+    };
+    let dest = dir.path().join("out.gguf");
+    download(
+        &server.url("/m.gguf"),
+        &expect(&body),
+        &dest,
+        &opts,
+        &Silent,
+    )
+    .unwrap();
 }

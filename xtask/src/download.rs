@@ -92,6 +92,15 @@ pub struct Bearer {
     pub token: Secret,
 }
 
+/// Proxies to use (what `https_proxy`, `http_proxy` and `no_proxy` say); none: connect directly.
+#[derive(Debug, Clone, Default)]
+pub struct Proxies {
+    pub https: Option<String>,
+    pub http: Option<String>,
+    /// Comma-separated hosts/domains/CIDRs reached directly.
+    pub no_proxy: Option<String>,
+}
+
 /// How to download. Tests shrink the timeouts and backoff so the suite stays fast.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -108,6 +117,8 @@ pub struct Options {
     pub max_redirects: u32,
     pub bearer: Option<Bearer>,
     pub user_agent: String,
+    /// Connect through these proxies; the HTTP client reads no environment variables itself.
+    pub proxies: Proxies,
     /// What progress reports call this download [default: the destination's file name].
     pub label: Option<String>,
     /// Flush the data to disk before the rename, so a power cut cannot leave a renamed file
@@ -127,6 +138,7 @@ impl Default for Options {
             max_redirects: 10,
             bearer: None,
             user_agent: format!("tunellama-xtask/{}", env!("CARGO_PKG_VERSION")),
+            proxies: Proxies::default(),
             label: None,
             fsync: true,
         }
@@ -283,16 +295,10 @@ pub fn download(
     }
     check_space(dir, expected.size.saturating_sub(file_len(&part)))?;
 
-    let client = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(opts.connect_timeout)
-        .timeout(opts.stall_timeout)
-        .user_agent(opts.user_agent.clone())
-        .build()
-        .map_err(|e| DownloadError::BadUrl {
-            url: url.to_string(),
-            reason: format!("cannot set up the HTTP client: {e}"),
-        })?;
+    let client = client(opts).map_err(|e| DownloadError::BadUrl {
+        url: url.to_string(),
+        reason: format!("cannot set up the HTTP client: {e}"),
+    })?;
 
     let what = opts.label.clone().unwrap_or_else(|| {
         dest.file_name()
@@ -366,6 +372,29 @@ pub fn download(
         ));
     }
     result
+}
+
+fn client(opts: &Options) -> reqwest::Result<Client> {
+    let mut b = Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(opts.connect_timeout)
+        .timeout(opts.stall_timeout)
+        .user_agent(opts.user_agent.clone());
+    let p = &opts.proxies;
+    // Loopback is always reached directly (local mirrors, tests).
+    let list = format!(
+        "{},localhost,127.0.0.0/8,::1",
+        p.no_proxy.as_deref().unwrap_or_default()
+    );
+    let no_proxy = || reqwest::NoProxy::from_string(&list);
+    if let Some(u) = &p.https {
+        b = b.proxy(reqwest::Proxy::https(u.as_str())?.no_proxy(no_proxy()));
+    }
+    if let Some(u) = &p.http {
+        b = b.proxy(reqwest::Proxy::http(u.as_str())?.no_proxy(no_proxy()));
+    }
+    b.build()
 }
 
 struct State<'a> {

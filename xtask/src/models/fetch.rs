@@ -19,9 +19,15 @@ pub struct FetchOptions {
 }
 
 impl FetchOptions {
-    /// Defaults plus `HF_TOKEN` (from the environment) for huggingface.co only.
+    /// Defaults plus, from the environment, `HF_TOKEN` (for huggingface.co only) and proxies.
     pub fn from_env() -> FetchOptions {
         let mut o = FetchOptions::default();
+        let (https, http, no_proxy) = crate::env::proxies();
+        o.download.proxies = download::Proxies {
+            https,
+            http,
+            no_proxy,
+        };
         o.download.bearer = crate::env::hf_token().map(|t| Bearer {
             host: HF_HOST.into(),
             token: Secret::new(t),
