@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 /// How big a read from the network (and a write to disk) is at most.
 const CHUNK: usize = 1 << 20;
+/// With `fsync`, written data is flushed to disk in the background every this many bytes.
+const SYNC_EVERY: u64 = 8 << 20;
 
 /// What the bytes must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,12 +366,9 @@ pub fn download(
             attempts,
         })
     })();
-    if let Err(e) = &result {
-        let msg = e.to_string();
-        progress.finish(&format!(
-            "failed: {}",
-            msg.lines().next().unwrap_or_default()
-        ));
+    if result.is_err() {
+        // The error itself is the caller's to report.
+        progress.finish("failed");
     }
     result
 }
@@ -489,7 +488,7 @@ fn attempt(
     progress.update(done, Some(size));
     // Hashing (here) and writing (on the writer thread) overlap; the network is read on the
     // HTTP client's own thread.
-    let writer = Writer::spawn(file);
+    let writer = Writer::spawn(file, opts.fsync);
     let streamed = (|| -> Result<(), Failure> {
         loop {
             let mut buf = writer.buffer();
@@ -544,13 +543,38 @@ struct Writer {
 }
 
 impl Writer {
-    fn spawn(mut file: fs_err::File) -> Writer {
+    /// With `flush_early`, a third thread asks the disk to catch up every `SYNC_EVERY` bytes
+    /// (never making the writer wait), so the final fsync before the rename has little left to
+    /// do and the page cache never holds gigabytes of unwritten data.
+    fn spawn(mut file: fs_err::File, flush_early: bool) -> Writer {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(4);
         let (free_tx, free) = std::sync::mpsc::channel();
+        let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let syncer = flush_early
+            .then(|| file.file().try_clone().ok())
+            .flatten()
+            .map(|handle| {
+                std::thread::spawn(move || {
+                    for () in sync_rx {
+                        let _ = handle.sync_data();
+                    }
+                })
+            });
         let thread = std::thread::spawn(move || {
+            let mut unsynced = 0u64;
             for (buf, n) in rx {
                 file.write_all(&buf[..n])?;
+                unsynced += n as u64;
+                if syncer.is_some() && unsynced >= SYNC_EVERY {
+                    unsynced = 0;
+                    // A sync still running absorbs this request: never wait for the disk here.
+                    let _ = sync_tx.try_send(());
+                }
                 let _ = free_tx.send(buf);
+            }
+            drop(sync_tx);
+            if let Some(s) = syncer {
+                let _ = s.join();
             }
             file.flush()?;
             Ok(file)
