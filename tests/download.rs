@@ -423,3 +423,23 @@ fn loopback_is_reached_directly_even_with_a_proxy_configured() {
     )
     .unwrap();
 }
+
+#[test]
+fn a_file_larger_than_the_free_space_is_refused_before_any_request() {
+    let (server, body, dir) = setup(vec![Reply::ok()]);
+    let exp = Expected {
+        size: 1 << 60,
+        sha256: expect(&body).sha256,
+    };
+    let e = download(
+        &server.url("/m.gguf"),
+        &exp,
+        &dir.path().join("x"),
+        &fast(),
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(e, DownloadError::NoSpace { .. }), "{e}");
+    assert!(e.hint().unwrap().contains("--cache-dir"));
+    assert!(server.seen("/m.gguf").is_empty());
+}
