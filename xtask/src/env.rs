@@ -70,6 +70,21 @@ pub fn cxx() -> Option<String> {
     var("CXX")
 }
 
+/// A Hugging Face access token; sent only to huggingface.co and never printed.
+pub fn hf_token() -> Option<String> {
+    var("HF_TOKEN")
+}
+
+/// Proxy settings as curl reads them: (https, http, no_proxy); lowercase names first.
+pub fn proxies() -> (Option<String>, Option<String>, Option<String>) {
+    let first = |names: &[&str]| names.iter().find_map(|n| var(n));
+    (
+        first(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
+        first(&["http_proxy", "all_proxy", "ALL_PROXY"]),
+        first(&["no_proxy", "NO_PROXY"]),
+    )
+}
+
 /// The repository root (this crate lives in `<root>/xtask`).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,7 +2,12 @@
 //! do next. Only the binary calls this; library code returns typed errors with facts in them.
 
 use crate::cmd::CmdError;
+use crate::download::DownloadError;
+use crate::gguf::GgufError;
 use crate::machine::MachineFileError;
+use crate::models::catalog::CatalogError;
+use crate::models::recommend::RecommendError;
+use crate::models::ModelsError;
 use crate::source::pin::PinError;
 use crate::source::SourceError;
 
@@ -36,6 +41,25 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
             return e.hint();
         }
         if let Some(e) = cause.downcast_ref::<PinError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<ModelsError>() {
+            if let Some(h) = e.hint() {
+                return Some(h);
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<DownloadError>() {
+            if let Some(h) = e.hint() {
+                return Some(h);
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<CatalogError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<RecommendError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<GgufError>() {
             return Some(e.hint());
         }
     }

@@ -2,15 +2,19 @@
 //!
 //! `main.rs` only parses flags and dispatches; everything testable lives here.
 
+pub mod bench;
 pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod cmd;
 pub mod context;
+pub mod download;
 pub mod env;
 pub mod error;
 pub mod fsx;
+pub mod gguf;
 pub mod machine;
+pub mod models;
 pub mod prereq;
 pub mod probe;
 pub mod profile;

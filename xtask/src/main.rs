@@ -1,5 +1,7 @@
 //! `cargo xtask`: parse flags, build one context, dispatch to a stage.
 
+mod bars;
+
 use clap::Parser;
 use std::process::ExitCode;
 use xtask::cli::{Cli, Command};
@@ -34,5 +36,7 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Test(a) => xtask::testcmd::run(ctx, &a),
         Command::Pin(a) => xtask::source::pin_cmd::run(ctx, &a),
         Command::Source(a) => xtask::source::run(ctx, &a),
+        Command::Models(a) => xtask::models::run(ctx, &a, &*bars::for_ctx(ctx)),
+        Command::Bench(a) => xtask::bench::run(ctx, &a),
     }
 }

@@ -19,6 +19,8 @@ pub trait Progress: Send + Sync {
     fn update(&self, done: u64, total: Option<u64>);
     /// The current piece of work has ended with this one-line summary.
     fn finish(&self, summary: &str);
+    /// A one-line remark while work goes on (a retry, a wait for a lock).
+    fn note(&self, _msg: &str) {}
 }
 
 /// Reports nothing (quiet mode, tests).
@@ -121,6 +123,9 @@ impl Progress for Lines {
             s.what,
             s.started.elapsed().as_secs_f64()
         );
+    }
+    fn note(&self, msg: &str) {
+        eprintln!("{msg}");
     }
 }
 
