@@ -114,6 +114,9 @@ pub struct SetupArgs {
     /// Rebuild even when the cache holds an entry for this key
     #[arg(long)]
     pub force: bool,
+    /// Also fetch (checksummed) a model from the catalog: a name, or `auto` for the recommended one
+    #[arg(long, value_name = "NAME|auto")]
+    pub model: Option<String>,
     #[command(flatten)]
     pub source: SourceArgs,
 }

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
 
 fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Setup(a) => xtask::setup::run(ctx, &a),
+        Command::Setup(a) => xtask::setup::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Probe(a) => xtask::probe::run(ctx, &a),
         Command::Profile(a) => xtask::profile::run(ctx, &a),
         Command::Prereqs(a) => xtask::prereq::run(ctx, &a),
@@ -35,7 +35,7 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Cache(a) => xtask::status::cache_cmd(ctx, &a),
         Command::Test(a) => xtask::testcmd::run(ctx, &a),
         Command::Pin(a) => xtask::source::pin_cmd::run(ctx, &a),
-        Command::Source(a) => xtask::source::run(ctx, &a),
+        Command::Source(a) => xtask::source::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Models(a) => xtask::models::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Bench(a) => xtask::bench::run(ctx, &a),
     }

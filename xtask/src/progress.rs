@@ -128,13 +128,3 @@ impl Progress for Lines {
         eprintln!("{msg}");
     }
 }
-
-/// The reporter for a command: nothing when quiet, plain lines otherwise. (The CLI swaps in
-/// terminal bars where it knows stderr is a terminal.)
-pub fn for_ctx(ctx: &crate::context::Ctx) -> Box<dyn Progress> {
-    if ctx.quiet {
-        Box::new(Silent)
-    } else {
-        Box::new(Lines::new(Duration::from_secs(2)))
-    }
-}

@@ -19,6 +19,8 @@ pub struct SetupReport {
     /// What changed since the previous current build (empty on a hit).
     pub changes: Vec<String>,
     pub pinned: bool,
+    /// The verified model file, with `--model`.
+    pub model: Option<std::path::PathBuf>,
     pub seconds: f64,
 }
 
@@ -51,7 +53,11 @@ pub fn fingerprint_of(m: &Machine) -> Fingerprint {
     }
 }
 
-pub fn run(ctx: &Ctx, args: &crate::cli::SetupArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(
+    ctx: &Ctx,
+    args: &crate::cli::SetupArgs,
+    progress: &dyn crate::progress::Progress,
+) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
     let machine = crate::prereq::ensure_build_tools(ctx)?;
     let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
@@ -72,8 +78,7 @@ pub fn run(ctx: &Ctx, args: &crate::cli::SetupArgs) -> anyhow::Result<std::proce
         );
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    let progress = crate::progress::for_ctx(ctx);
-    let tree = crate::source::obtain(&source_plan, progress.as_ref())?;
+    let tree = crate::source::obtain(&source_plan, progress)?;
     if !tree.pinned {
         eprintln!(
             "warning: UNPINNED llama.cpp tree {} (digest {}, pin expects {})",
@@ -158,11 +163,16 @@ pub fn run(ctx: &Ctx, args: &crate::cli::SetupArgs) -> anyhow::Result<std::proce
                 &decisions,
                 &fingerprint,
                 &cc,
+                progress,
             )?;
             ("built", changes)
         }
     };
     cache.set_current(&key)?;
+    let model = match &args.model {
+        Some(name) => Some(crate::models::ensure(ctx, name, &machine, progress)?),
+        None => None,
+    };
     let report = SetupReport {
         outcome: outcome.into(),
         key: key.clone(),
@@ -170,6 +180,7 @@ pub fn run(ctx: &Ctx, args: &crate::cli::SetupArgs) -> anyhow::Result<std::proce
         entry,
         changes,
         pinned: tree.pinned,
+        model,
         seconds: started.elapsed().as_secs_f64(),
     };
     if ctx.json {
@@ -185,6 +196,9 @@ pub fn run(ctx: &Ctx, args: &crate::cli::SetupArgs) -> anyhow::Result<std::proce
             if tree.pinned { "" } else { " (UNPINNED)" }
         );
         println!("  prefix: {}", report.prefix.display());
+        if let Some(m) = &report.model {
+            println!("  model:  {}", m.display());
+        }
         println!("  ({:.2} s)", report.seconds);
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -208,6 +222,7 @@ fn build_and_publish(
     decisions: &[(String, String)],
     fingerprint: &Fingerprint,
     cc: &str,
+    progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<Manifest> {
     let staging = cache.stage(key)?;
     // The log lives outside the staging dir so its path stays valid when a build fails.
@@ -234,8 +249,7 @@ fn build_and_publish(
             .unwrap_or_else(|| "cmake".into())
             .into(),
     };
-    let progress = crate::progress::for_ctx(ctx);
-    let out = crate::build::run(&plan, progress.as_ref())?;
+    let out = crate::build::run(&plan, progress)?;
     ctx.info(format!(
         "compiled in {:.0} s; verifying the install tree",
         out.seconds

@@ -406,14 +406,14 @@ pub fn plan_from_args(
 pub fn run(
     ctx: &crate::context::Ctx,
     args: &crate::cli::SourceArgs,
+    progress: &dyn Progress,
 ) -> anyhow::Result<std::process::ExitCode> {
     let plan = plan_from_args(ctx, args)?;
     if args.dry_run {
         println!("{}", serde_json::to_string_pretty(&plan)?);
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    let progress = crate::progress::for_ctx(ctx);
-    let tree = obtain(&plan, progress.as_ref())?;
+    let tree = obtain(&plan, progress)?;
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&tree)?);
     } else {
