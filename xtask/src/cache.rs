@@ -382,12 +382,7 @@ pub fn hash_dir(dir: &Path, skip: &[&str]) -> Result<Vec<FileEntry>, CacheError>
     Ok(out)
 }
 
-pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h)?;
-    Ok((crate::profile::hex(&h.finalize()), n))
-}
+pub use crate::hashing::sha256_file;
 
 fn verify_files(dir: &Path, files: &[FileEntry]) -> Result<(), String> {
     for f in files {

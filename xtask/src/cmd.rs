@@ -140,22 +140,25 @@ impl Cmd {
         s
     }
 
-    fn expression(&self) -> duct::Expression {
-        let mut e = duct::cmd(self.program.as_os_str(), &self.args)
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked();
+    /// The command with its directory and environment; callers add the stdio they need.
+    fn base(&self) -> duct::Expression {
+        // A bare `OsStr` program is looked up on PATH; duct reads a relative `Path` as `./name`.
+        let mut e = duct::cmd(self.program.as_os_str(), &self.args).unchecked();
         if let Some(d) = &self.cwd {
             e = e.dir(d);
         }
         for (k, v) in &self.envs {
             e = e.env(k, v);
         }
-        e = match &self.stdin {
+        e
+    }
+
+    fn expression(&self) -> duct::Expression {
+        let e = self.base().stdout_capture().stderr_capture();
+        match &self.stdin {
             Some(b) => e.stdin_bytes(b.clone()),
             None => e.stdin_null(),
-        };
-        e
+        }
     }
 
     /// Runs to completion (or timeout) and returns the output whatever the exit status.
@@ -199,13 +202,7 @@ impl Cmd {
 
     /// Runs with the terminal attached (no capture), for long tools whose own output is the progress.
     pub fn run_inherit(&self) -> Result<(), CmdError> {
-        let mut e = duct::cmd(self.program.as_os_str(), &self.args).unchecked();
-        if let Some(d) = &self.cwd {
-            e = e.dir(d);
-        }
-        for (k, v) in &self.envs {
-            e = e.env(k, v);
-        }
+        let e = self.base();
         let out = e.run().map_err(|err| self.spawn_error(err))?;
         if out.status.success() {
             Ok(())
@@ -224,16 +221,7 @@ impl Cmd {
     /// progress and logs of long builds). Returns the exit code (`None`: killed by a signal).
     pub fn stream_lines(&self, mut on_line: impl FnMut(&str)) -> Result<Option<i32>, CmdError> {
         use std::io::BufRead;
-        let mut e = duct::cmd(self.program.as_os_str(), &self.args)
-            .stderr_to_stdout()
-            .stdin_null()
-            .unchecked();
-        if let Some(d) = &self.cwd {
-            e = e.dir(d);
-        }
-        for (k, v) in &self.envs {
-            e = e.env(k, v);
-        }
+        let e = self.base().stderr_to_stdout().stdin_null();
         let reader = e.reader().map_err(|err| self.spawn_error(err))?;
         let mut buf = std::io::BufReader::new(&reader);
         let mut line = Vec::new();

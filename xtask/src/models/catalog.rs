@@ -362,17 +362,7 @@ pub fn parse_count(s: &str) -> Option<u64> {
     (v.is_finite() && v > 0.0).then(|| (v * mult).round() as u64)
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, col)
-}
+use crate::hashing::line_col;
 
 #[cfg(test)]
 mod tests {

@@ -197,9 +197,7 @@ pub fn plan_with(m: &Machine, o: &Overrides, template: &str, table: &cuda::CudaT
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::hashing::hex;
 
 /// `cargo xtask profile`.
 pub fn run(

@@ -142,13 +142,7 @@ impl OverrideError {
     }
 }
 
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
+use crate::hashing::line_col;
 
 impl Overrides {
     /// Loads the file if it exists; a missing file means no overrides.

@@ -8,7 +8,6 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// What a library-only configure + build reads (`LLAMA_BUILD_COMMON=OFF`, tests, examples, tools,
@@ -167,34 +166,14 @@ pub fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+pub use crate::hashing::hex;
 
 /// sha256 of a file's content (streamed).
 pub fn sha256_file(path: &Path) -> Result<(String, u64), DigestError> {
-    let io = |source| DigestError::Io {
+    crate::hashing::sha256_file(path).map_err(|source| DigestError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n_total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        n_total += n as u64;
-        h.update(&buf[..n]);
-    }
-    Ok((hex(&h.finalize()), n_total))
+    })
 }
 
 /// Lists the build inputs of the tree at `root` (relative paths, sorted) without reading them.

@@ -240,13 +240,7 @@ impl Pin {
     }
 }
 
-/// 1-based line and column (in characters) of byte offset `at`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let before = &text[..at.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    (line, col)
-}
+use crate::hashing::line_col;
 
 /// `(ggml_version, llama_version)` read from a tree's CMake files, as CMake would compute them.
 pub fn versions_from_tree(root: &Path) -> Option<(String, String)> {
