@@ -21,6 +21,7 @@ pub mod probe;
 pub mod profile;
 pub mod progress;
 pub mod report;
+pub mod requirements;
 pub mod setup;
 pub mod source;
 pub mod status;

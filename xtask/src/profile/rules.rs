@@ -11,7 +11,7 @@ use crate::probe::tools::version_at_least;
 /// ISA options of this llama.cpp, with the declared features that must all be present for ON.
 /// With GGML_NATIVE=OFF the first six default to ON (a Haswell-level build), so every one is set
 /// explicitly (LLAMA_CPP_FACTS.md, "CMake options").
-const X86_ISA: &[(&str, &[&str])] = &[
+pub(crate) const X86_ISA: &[(&str, &[&str])] = &[
     ("GGML_SSE42", &["sse4.2"]),
     ("GGML_AVX", &["avx"]),
     ("GGML_AVX2", &["avx2"]),
