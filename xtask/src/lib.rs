@@ -13,6 +13,7 @@ pub mod env;
 pub mod error;
 pub mod fsx;
 pub mod gguf;
+pub mod gguf_write;
 pub mod hashing;
 pub mod machine;
 pub mod models;
