@@ -26,4 +26,5 @@ pub mod setup;
 pub mod source;
 pub mod status;
 pub mod testcmd;
+pub mod testmodel;
 pub mod verify;
