@@ -376,6 +376,50 @@ fn fill_uniform(rng: &mut SplitMix64, amp: f32, out: &mut [f32]) {
     }
 }
 
+/// The values of every tensor, produced row by row in file order.
+struct Weights {
+    seed: u64,
+    rng: SplitMix64,
+}
+
+impl Weights {
+    fn new(seed: u64) -> Weights {
+        Weights {
+            seed,
+            rng: SplitMix64(0),
+        }
+    }
+
+    /// Row `r` of `t`; rows of a tensor must come in order from 0 (the stream restarts at 0).
+    fn row(&mut self, t: &TensorInfo, r: u64, out: &mut [f32]) {
+        if t.dims.len() == 1 {
+            // RMS-norm weights of 1.0: the norm passes activations through unscaled.
+            out.fill(1.0);
+            return;
+        }
+        if r == 0 {
+            self.rng = SplitMix64(self.seed ^ fnv1a(&t.name));
+        }
+        fill_uniform(&mut self.rng, WEIGHT_AMPLITUDE, out);
+    }
+}
+
+impl Spec {
+    /// The f32 values tensor `index` of [`Spec::tensors`] is made from, before F16/Q8_0/Q4_0
+    /// storage rounds them: what a reader's dequantized data should approximate. Holds the whole
+    /// tensor in memory, so meant for small models and tests.
+    pub fn tensor_values(&self, index: usize) -> Vec<f32> {
+        let t = &self.tensors()[index];
+        let ne0 = t.dims[0] as usize;
+        let mut out = vec![0.0f32; t.elements() as usize];
+        let mut gen = Weights::new(self.seed);
+        for (r, row) in out.chunks_exact_mut(ne0).enumerate() {
+            gen.row(t, r as u64, row);
+        }
+        out
+    }
+}
+
 /// Writes the model described by `spec` to `path` (atomically; the folder must exist).
 pub fn write(spec: &Spec, path: &Path) -> Result<WrittenModel, TestModelError> {
     write_with_progress(spec, path, &crate::progress::Silent)
@@ -396,19 +440,8 @@ pub fn write_with_progress(
         Some(size),
         Unit::Bytes,
     );
-    let norms: Vec<bool> = tensors.iter().map(|t| t.dims.len() == 1).collect();
-    let mut rng = SplitMix64(0);
-    let mut rows = |i: usize, r: u64, out: &mut [f32]| {
-        if norms[i] {
-            // RMS-norm weights of 1.0: the norm passes activations through unscaled.
-            out.fill(1.0);
-            return;
-        }
-        if r == 0 {
-            rng = SplitMix64(spec.seed ^ fnv1a(&tensors[i].name));
-        }
-        fill_uniform(&mut rng, WEIGHT_AMPLITUDE, out);
-    };
+    let mut gen = Weights::new(spec.seed);
+    let mut rows = |i: usize, r: u64, out: &mut [f32]| gen.row(&tensors[i], r, out);
     let w = gguf_write::write(path, &metadata, &tensors, &mut rows, &mut |done, total| {
         progress.update(done, Some(total))
     })?;
