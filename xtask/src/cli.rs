@@ -68,6 +68,8 @@ pub enum Command {
     Models(ModelsArgs),
     /// Measurements (`bench download`: download throughput against curl on loopback)
     Bench(BenchArgs),
+    /// Write a deterministic llama-architecture test model (GGUF) from a seed
+    Testmodel(TestModelArgs),
 }
 
 #[derive(Debug, Args)]
@@ -304,4 +306,20 @@ pub struct BenchDownloadArgs {
     /// Runs of each client (the best run counts)
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub runs: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TestModelArgs {
+    /// Model shape: tiny (64 wide, 2 layers) or bench (~0.37B parameters)
+    #[arg(long, value_enum)]
+    pub shape: crate::testmodel::ShapeName,
+    /// Storage of the weight matrices [default: f32 for tiny, q8_0 for bench]
+    #[arg(long, value_enum)]
+    pub quant: Option<crate::testmodel::Quant>,
+    /// Seed of the weights: same seed, same bytes
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+    /// The .gguf file to write (its folder must exist)
+    #[arg(long, short, value_name = "PATH")]
+    pub output: PathBuf,
 }

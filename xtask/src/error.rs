@@ -62,6 +62,12 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<GgufError>() {
             return Some(e.hint());
         }
+        if let Some(e) = cause.downcast_ref::<crate::testmodel::TestModelError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::gguf_write::GgufWriteError>() {
+            return Some(e.hint());
+        }
     }
     None
 }

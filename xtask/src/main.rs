@@ -38,5 +38,6 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Source(a) => xtask::source::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Models(a) => xtask::models::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Bench(a) => xtask::bench::run(ctx, &a),
+        Command::Testmodel(a) => xtask::testmodel::run(ctx, &a, &*bars::for_ctx(ctx)),
     }
 }
