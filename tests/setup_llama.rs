@@ -60,7 +60,9 @@ fn setup_builds_the_pinned_llama_cpp_natively_and_the_second_run_is_a_hit() {
 
     // What llama.cpp says it was compiled for matches what the probe found in this CPU.
     let machine = xtask(&["probe"], &none);
-    let info = manifest["verification"]["system_info"].as_str().unwrap();
+    let info = manifest["verification"]["smoke"]["system_info"]
+        .as_str()
+        .unwrap();
     let has = |f: &str| {
         machine["cpu"]["features"]
             .as_array()

@@ -66,10 +66,33 @@ pub enum Command {
     Source(SourceArgs),
     /// Model catalog: list, recommend, fetch (checksummed), verify, path, rm
     Models(ModelsArgs),
-    /// Measurements (`bench download`: download throughput against curl on loopback)
+    /// Tuned vs portable llama.cpp: pp and tg tokens/s of both runtimes and their ratio
+    /// (`bench download`: download throughput against curl on loopback)
     Bench(BenchArgs),
     /// Write a deterministic llama-architecture test model (GGUF) from a seed
     Testmodel(TestModelArgs),
+    /// Run the current build's runtime binary with ARGS (`cargo xtask run -- info --json`)
+    Run(RunArgs),
+    /// Regenerate the runtime's FFI bindings from the pinned llama.h (needs libclang; installs it)
+    Bindings(BindingsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Arguments for the runtime (after `--`)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct BindingsArgs {
+    /// Compare instead of writing: fail with a diff when the checked-in bindings are stale
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +139,9 @@ pub struct SetupArgs {
     /// Rebuild even when the cache holds an entry for this key
     #[arg(long)]
     pub force: bool,
+    /// Build and verify only the llama.cpp libraries (for linking your own program): no runtime
+    #[arg(long)]
+    pub lib_only: bool,
     /// Also fetch (checksummed) a model from the catalog: a name, or `auto` for the recommended one
     #[arg(long, value_name = "NAME|auto")]
     pub model: Option<String>,
@@ -289,7 +315,37 @@ pub struct FetchArgs {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
-    pub command: BenchCommand,
+    pub command: Option<BenchCommand>,
+    #[command(flatten)]
+    pub builds: BenchBuildsArgs,
+}
+
+/// `cargo xtask bench` without a subcommand: the tuned build against the portable baseline.
+#[derive(Debug, Args, Clone)]
+pub struct BenchBuildsArgs {
+    /// Model shape: `bench` (~0.4B parameters, realistic) or `tiny` (seconds; for tests)
+    #[arg(long, default_value = "bench", value_name = "SHAPE")]
+    pub shape: String,
+    /// Weight types to measure, comma-separated
+    #[arg(
+        long,
+        default_value = "q8_0,q4_0",
+        value_delimiter = ',',
+        value_name = "TYPES"
+    )]
+    pub quant: Vec<String>,
+    /// Prompt-processing test size (tokens in one batch)
+    #[arg(short = 'p', long, default_value_t = 512, value_name = "N")]
+    pub prompt_tokens: u32,
+    /// Generation test size (tokens, one at a time)
+    #[arg(short = 'n', long, default_value_t = 128, value_name = "N")]
+    pub gen_tokens: u32,
+    /// Rounds; each round runs both builds once, alternating, so drift hits both alike
+    #[arg(short = 'r', long, default_value_t = 3, value_name = "N")]
+    pub rounds: u32,
+    /// Threads for both builds [default: the profile's]
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

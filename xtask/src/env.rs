@@ -100,3 +100,8 @@ pub fn cargo() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("cargo"))
 }
+
+/// Where bindgen's libclang lives, when the user says so (clang-sys honours the same variable).
+pub fn libclang_path() -> Option<PathBuf> {
+    var("LIBCLANG_PATH").map(PathBuf::from)
+}

@@ -59,6 +59,15 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<RecommendError>() {
             return Some(e.hint());
         }
+        if let Some(e) = cause.downcast_ref::<crate::status::NoRuntime>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::runtime_build::RuntimeBuildError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::verify::runtime::RuntimeVerifyError>() {
+            return Some(e.hint());
+        }
         if let Some(e) = cause.downcast_ref::<GgufError>() {
             return Some(e.hint());
         }

@@ -2,7 +2,9 @@
 //!
 //! `main.rs` only parses flags and dispatches; everything testable lives here.
 
+pub mod artifact;
 pub mod bench;
+pub mod bindings;
 pub mod build;
 pub mod cache;
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod requirements;
+pub mod runtime_build;
 pub mod setup;
 pub mod source;
 pub mod status;

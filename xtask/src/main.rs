@@ -37,7 +37,9 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Pin(a) => xtask::source::pin_cmd::run(ctx, &a),
         Command::Source(a) => xtask::source::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Models(a) => xtask::models::run(ctx, &a, &*bars::for_ctx(ctx)),
-        Command::Bench(a) => xtask::bench::run(ctx, &a),
         Command::Testmodel(a) => xtask::testmodel::run(ctx, &a, &*bars::for_ctx(ctx)),
+        Command::Bench(a) => xtask::bench::run(ctx, &a, &*bars::for_ctx(ctx)),
+        Command::Run(a) => xtask::status::run_runtime(ctx, &a.args),
+        Command::Bindings(a) => xtask::bindings::run(ctx, &a),
     }
 }

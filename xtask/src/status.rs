@@ -11,6 +11,8 @@ pub struct Status {
     pub current: Option<String>,
     pub entry: Option<std::path::PathBuf>,
     pub prefix: Option<std::path::PathBuf>,
+    /// Absolute path of the current build's runtime binary (`cargo xtask run -- ARGS` runs it).
+    pub runtime_bin: Option<std::path::PathBuf>,
     /// True when the key `setup` would compute now equals the current key and the files verify.
     pub fresh: bool,
     /// Why not fresh (empty when fresh).
@@ -38,7 +40,10 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
             tree_digest: m.inputs.tree_digest.clone(),
             profile_hash: profile.hash.clone(),
             toolchain: crate::setup::toolchain_of(&machine),
-            runtime_source: m.inputs.runtime_source.clone(),
+            // A --lib-only entry has no runtime; otherwise the runtime's sources as they are now.
+            runtime_source: m.inputs.runtime_source.as_ref().map(|old| {
+                crate::runtime_build::source_digest(&ctx.repo_root).unwrap_or_else(|_| old.clone())
+            }),
         };
         let decisions: Vec<(String, String)> = profile
             .decisions
@@ -59,6 +64,10 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
     let s = Status {
         entry: current.as_ref().map(|k| cache.entry_dir(k)),
         prefix: current.as_ref().map(|k| cache.entry_dir(k).join("prefix")),
+        runtime_bin: current
+            .as_ref()
+            .map(|k| crate::runtime_build::binary_in(&cache.entry_dir(k).join("prefix")))
+            .filter(|p| p.is_file()),
         current,
         fresh: stale.is_empty(),
         stale_because: stale,
@@ -83,7 +92,11 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
                         ""
                     }
                 );
-                println!("  prefix: {}", s.prefix.as_ref().unwrap().display());
+                println!("  prefix:  {}", s.prefix.as_ref().unwrap().display());
+                match &s.runtime_bin {
+                    Some(b) => println!("  runtime: {}", b.display()),
+                    None => println!("  runtime: none (built before the runtime existed: run `cargo xtask setup`)"),
+                }
                 if let Some(i) = &s.key_inputs {
                     println!(
                         "  tree {}  profile {}",
@@ -167,4 +180,37 @@ pub fn cache_cmd(
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `cargo xtask run -- ARGS`: runs the current build's runtime with ARGS, so scripts never guess
+/// where it lives. Its exit code is passed through.
+pub fn run_runtime(
+    ctx: &Ctx,
+    args: &[std::ffi::OsString],
+) -> anyhow::Result<std::process::ExitCode> {
+    let cache = Cache::new(&ctx.cache_dir);
+    let bin = cache
+        .current()
+        .map(|k| crate::runtime_build::binary_in(&cache.entry_dir(&k).join("prefix")))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| NoRuntime(cache.bucket().display().to_string()))?;
+    let status = std::process::Command::new(&bin)
+        .args(args)
+        .status()
+        .map_err(|e| anyhow::anyhow!("could not start {}: {e}", bin.display()))?;
+    Ok(match status.code() {
+        Some(c) => std::process::ExitCode::from(c.clamp(0, 255) as u8),
+        // Killed by a signal: report like a shell would (128 + signal) where we can.
+        None => std::process::ExitCode::from(1),
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("no runtime has been built yet (looked for the current build in {0})")]
+pub struct NoRuntime(pub String);
+
+impl NoRuntime {
+    pub fn hint(&self) -> String {
+        "run `cargo xtask setup` first; it builds and verifies the runtime".into()
+    }
 }

@@ -1,13 +1,20 @@
-//! `cargo xtask bench ...`: measurements that are too slow or too machine-dependent for tests.
+//! `cargo xtask bench ...`: measurements that are too slow or too machine-dependent for tests:
+//! tuned vs portable llama.cpp (the default), download throughput (`bench download`).
 
+pub mod builds;
 pub mod download;
 
 use crate::cli::{BenchArgs, BenchCommand};
 use crate::context::Ctx;
 use std::process::ExitCode;
 
-pub fn run(ctx: &Ctx, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    ctx: &Ctx,
+    args: &BenchArgs,
+    progress: &dyn crate::progress::Progress,
+) -> anyhow::Result<ExitCode> {
     match &args.command {
-        BenchCommand::Download(a) => download::run(ctx, a),
+        None => builds::run(ctx, &args.builds, progress),
+        Some(BenchCommand::Download(a)) => download::run(ctx, a),
     }
 }

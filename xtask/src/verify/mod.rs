@@ -3,6 +3,9 @@
 //! was compiled for (`llama_print_system_info`).
 
 use crate::build::{LinkDescription, LINK_FILE};
+pub mod features;
+pub mod runtime;
+
 use crate::cmd::Cmd;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -29,14 +32,7 @@ pub struct SmokeReport {
 impl SmokeReport {
     /// `NAME = 1` entries of the system info.
     pub fn enabled_features(&self) -> Vec<String> {
-        self.system_info
-            .split('|')
-            .filter_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                let k = k.trim().rsplit(':').next()?.trim();
-                (v.trim() == "1").then(|| k.to_string())
-            })
-            .collect()
+        features::enabled(&self.system_info)
     }
 }
 

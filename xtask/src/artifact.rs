@@ -1,0 +1,497 @@
+//! One cached build (llama.cpp libraries + runtime binary), from plan to published cache entry:
+//! lookup, lock, build, verify, publish. `setup` (the tuned build), `bench` (the portable
+//! baseline) and `dist` (CI variants) all go through here, so they share one cache and one
+//! verification.
+
+use crate::cache::{self, Cache, Fingerprint, KeyInputs, Lookup, Manifest};
+use crate::context::Ctx;
+use crate::machine::{Detection, Machine, Origin};
+use crate::profile::Profile;
+use crate::progress::Progress;
+use crate::runtime_build::{self, RuntimeInfo};
+use crate::source::Tree;
+use crate::verify::runtime::{Expectation, RuntimeReport};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How the runtime's logits are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// Against the portable CPU build of the same tree (built on demand, cached).
+    Portable,
+    /// This build is the reference itself (the portable build).
+    SelfIsReference,
+}
+
+pub struct Request<'a> {
+    /// For messages: "tuned", "portable", a variant name.
+    pub label: &'a str,
+    /// The machine the profile was planned for (probed here, or declared).
+    pub target: &'a Machine,
+    /// This machine: its toolchain builds, and it runs the verification.
+    pub host: &'a Machine,
+    pub profile: &'a Profile,
+    pub tree: &'a Tree,
+    pub force: bool,
+    pub reference: Reference,
+    /// Build and verify the runtime too; `false` (`setup --lib-only`) stops at the libraries and
+    /// the link smoke test.
+    pub with_runtime: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Hit,
+    Reverified,
+    Built,
+}
+
+#[derive(Debug)]
+pub struct Ensured {
+    pub outcome: Outcome,
+    pub key: String,
+    pub entry: PathBuf,
+    pub changes: Vec<String>,
+    pub manifest: Manifest,
+}
+
+impl Ensured {
+    pub fn prefix(&self) -> PathBuf {
+        self.entry.join("prefix")
+    }
+    pub fn runtime_bin(&self) -> PathBuf {
+        runtime_build::binary_in(&self.prefix())
+    }
+}
+
+/// What a manifest's `verification` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub smoke: crate::verify::SmokeReport,
+    /// `None` with `skipped` when this machine cannot run the build (a CI variant for another CPU).
+    pub runtime: Option<RuntimeReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+pub fn toolchain_and_fingerprint(host: &Machine) -> (cache::Toolchain, Fingerprint) {
+    (
+        crate::setup::toolchain_of(host),
+        crate::setup::fingerprint_of(host),
+    )
+}
+
+/// The portable baseline of this host: a declared machine with no optional CPU features and no
+/// GPU, so every ISA option is OFF (with GGML_NATIVE=OFF six of them default to ON: an AVX2 build).
+pub fn portable_machine(host: &Machine) -> Machine {
+    let mut m = host.clone();
+    m.origin = Origin::Declared;
+    m.name = Some("portable".into());
+    m.cpu.features.clear();
+    m.cpu.x86_64_level = host.is_x86_64().then_some(1);
+    let why = "portable baseline: CPU only".to_string();
+    m.cuda = Detection::NotApplicable {
+        reason: why.clone(),
+    };
+    m.nvidia = Detection::NotApplicable {
+        reason: why.clone(),
+    };
+    m.vulkan = Detection::NotApplicable {
+        reason: why.clone(),
+    };
+    m.metal = Detection::NotApplicable {
+        reason: why.clone(),
+    };
+    m.rocm = Detection::NotApplicable { reason: why };
+    m
+}
+
+/// Finds or builds the entry for `req`, verifies it, and publishes it.
+pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Result<Ensured> {
+    let (toolchain, fingerprint) = toolchain_and_fingerprint(req.host);
+    let inputs = KeyInputs {
+        tree_digest: req.tree.digest.clone(),
+        profile_hash: req.profile.hash.clone(),
+        toolchain,
+        runtime_source: if req.with_runtime {
+            Some(runtime_build::source_digest(&ctx.repo_root)?)
+        } else {
+            None
+        },
+    };
+    let key = cache::key_of(&inputs);
+    let decisions: Vec<(String, String)> = req
+        .profile
+        .decisions
+        .iter()
+        .map(|d| (d.name.clone(), d.value.clone()))
+        .collect();
+    let cache = Cache::new(&ctx.cache_dir);
+    let _lock = cache.lock(&key, || {
+        ctx.info(format!(
+            "another process is working on build {key}; waiting for it"
+        ))
+    })?;
+    let entry = cache.entry_dir(&key);
+    let lookup = if req.force {
+        Lookup::Absent
+    } else {
+        cache.lookup(&key)
+    };
+    let (outcome, changes, manifest) = match lookup {
+        Lookup::Hit(m) if m.fingerprint == fingerprint => (Outcome::Hit, Vec::new(), *m),
+        Lookup::Hit(mut m) => {
+            let changes = cache::explain_fingerprint(&m.fingerprint, &fingerprint);
+            ctx.info(format!(
+                "{}: same build inputs, but the machine changed ({}): re-verifying the existing build",
+                req.label,
+                changes.join("; ")
+            ));
+            let v = verification(ctx, req, &entry.join("prefix"), &key, progress)?;
+            m.fingerprint = fingerprint.clone();
+            m.verification = Some(serde_json::to_value(&v)?);
+            cache.update_manifest(&m)?;
+            (Outcome::Reverified, changes, *m)
+        }
+        other => {
+            let mut changes = Vec::new();
+            if let Lookup::Corrupt { reason } = &other {
+                changes.push(format!(
+                    "cache entry {key} is damaged ({reason}): treated as absent"
+                ));
+            }
+            if req.force {
+                changes.push("--force".into());
+            } else if req.reference == Reference::Portable {
+                if let Some(old) = cache
+                    .current()
+                    .filter(|c| c != &key)
+                    .and_then(|c| Cache::read_manifest(&cache.entry_dir(&c)).ok())
+                {
+                    changes.extend(cache::explain_changes(&old, &inputs, &decisions));
+                    changes.extend(cache::explain_fingerprint(&old.fingerprint, &fingerprint));
+                }
+            }
+            if changes.is_empty() {
+                changes.push("no cached build for these inputs yet".into());
+            }
+            ctx.info(format!("{}: building: {}", req.label, changes.join("; ")));
+            let m = build_and_publish(
+                ctx,
+                req,
+                &cache,
+                &inputs,
+                &key,
+                &decisions,
+                &fingerprint,
+                progress,
+            )?;
+            (Outcome::Built, changes, m)
+        }
+    };
+    Ok(Ensured {
+        outcome,
+        key,
+        entry,
+        changes,
+        manifest,
+    })
+}
+
+/// An entry with the same llama.cpp inputs (tree, profile, toolchain) but another runtime: its
+/// libraries can be reused, so a runtime change costs a cargo build, not a llama.cpp build.
+fn sibling_with_same_libraries(cache: &Cache, inputs: &KeyInputs) -> Option<PathBuf> {
+    cache.list().into_iter().find_map(|(dir, m)| {
+        let same = m.inputs.tree_digest == inputs.tree_digest
+            && m.inputs.profile_hash == inputs.profile_hash
+            && m.inputs.toolchain == inputs.toolchain;
+        (same && matches!(cache.lookup(&m.key), Lookup::Hit(_))).then_some(dir)
+    })
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs_err::create_dir_all(to)?;
+    for e in fs_err::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &dest)?;
+        } else {
+            fs_err::copy(e.path(), dest)?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_and_publish(
+    ctx: &Ctx,
+    req: &Request,
+    cache: &Cache,
+    inputs: &KeyInputs,
+    key: &str,
+    decisions: &[(String, String)],
+    fingerprint: &Fingerprint,
+    progress: &dyn Progress,
+) -> anyhow::Result<Manifest> {
+    let staging = cache.stage(key)?;
+    let prefix = staging.join("prefix");
+    // The log lives outside the staging dir so its path stays valid when a build fails.
+    let logs = ctx.cache_dir.join("logs");
+    fs_err::create_dir_all(&logs)?;
+    let log = logs.join(format!("build-{key}.log"));
+    let build_seconds;
+    let sibling =
+        sibling_with_same_libraries(cache, inputs).filter(|_| !req.force && req.with_runtime);
+    if let Some(sibling) = sibling {
+        ctx.info(format!(
+            "{}: only the runtime changed: reusing the llama.cpp libraries of {}",
+            req.label,
+            sibling.display()
+        ));
+        for part in ["include", "lib", crate::build::LINK_FILE] {
+            let from = sibling.join("prefix").join(part);
+            if from.is_dir() {
+                copy_tree(&from, &prefix.join(part))?;
+            } else {
+                fs_err::create_dir_all(&prefix)?;
+                fs_err::copy(&from, prefix.join(part))?;
+            }
+        }
+        fs_err::copy(sibling.join("build.log"), &log)?;
+        build_seconds = Cache::read_manifest(&sibling)
+            .map(|m| m.build_seconds)
+            .unwrap_or(0.0);
+    } else {
+        let host = req.host;
+        let plan = crate::build::BuildPlan {
+            tree: req.tree.root.clone(),
+            profile_cmake: req.profile.cmake.clone(),
+            build_dir: staging.join("build"),
+            prefix: prefix.clone(),
+            log: log.clone(),
+            generator: host.tools.ninja.found().map(|_| "Ninja".to_string()),
+            jobs: host.cpu.logical_cores.unwrap_or(2).max(1) as usize,
+            defines: vec![
+                (
+                    "LLAMA_BUILD_NUMBER".into(),
+                    req.tree.build_number.to_string(),
+                ),
+                ("LLAMA_BUILD_COMMIT".into(), req.tree.build_commit.clone()),
+            ],
+            cmake: host
+                .tools
+                .cmake
+                .found()
+                .map(|t| t.path.clone())
+                .unwrap_or_else(|| "cmake".into())
+                .into(),
+        };
+        let out = crate::build::run(&plan, progress)?;
+        ctx.info(format!(
+            "{}: compiled llama.cpp in {:.0} s",
+            req.label, out.seconds
+        ));
+        build_seconds = out.seconds;
+        fs_err::remove_dir_all(staging.join("build"))?;
+    }
+    if req.with_runtime {
+        let info = runtime_build::info_for(req.target, req.profile, req.tree, key);
+        runtime_build::build(
+            &ctx.repo_root,
+            &prefix,
+            &info,
+            &ctx.cache_dir.join("runtime-target"),
+            progress,
+        )?;
+    }
+    let v = verification(ctx, req, &prefix, key, progress)?;
+    fs_err::copy(&log, staging.join("build.log"))?;
+    let manifest = Manifest {
+        schema: 1,
+        key: key.to_string(),
+        inputs: inputs.clone(),
+        decisions: decisions.to_vec(),
+        fingerprint: fingerprint.clone(),
+        provenance: "source".into(),
+        tree_origin: req.tree.origin.clone(),
+        pinned: req.tree.pinned,
+        build_seconds,
+        files: Vec::new(),
+        verification: Some(serde_json::to_value(&v)?),
+    };
+    Ok(cache.publish(&staging, manifest)?)
+}
+
+/// Why this host cannot run a build for `target`, if it cannot.
+pub fn cannot_run_here(host: &Machine, required: &[String], info: &RuntimeInfo) -> Option<String> {
+    if host.arch.value != info.compiled_for.target_arch {
+        return Some(format!(
+            "built for {}, this machine is {}",
+            info.compiled_for.target_arch, host.arch.value
+        ));
+    }
+    let missing: Vec<&String> = required.iter().filter(|f| !host.cpu.has(f)).collect();
+    if !missing.is_empty() {
+        return Some(format!(
+            "needs CPU features this machine lacks: {}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let gpu: Vec<&String> = info
+        .compiled_for
+        .backends
+        .iter()
+        .filter(|b| *b != "cpu")
+        .collect();
+    if !gpu.is_empty() && host.gpus().is_empty() && host.metal.found().is_none() {
+        return Some(format!(
+            "needs a GPU for {}, this machine has none",
+            gpu.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    None
+}
+
+/// The smoke link test plus the runtime checks (the reference logits come from the portable build).
+pub fn verification(
+    ctx: &Ctx,
+    req: &Request,
+    prefix: &Path,
+    key: &str,
+    progress: &dyn Progress,
+) -> anyhow::Result<Verification> {
+    let cc = req
+        .host
+        .compilers
+        .c
+        .found()
+        .map(|c| c.path.clone())
+        .unwrap_or_else(|| "cc".into());
+    let scratch = ctx
+        .cache_dir
+        .join("tmp")
+        .join(format!("verify-{key}-{}", std::process::id()));
+    let smoke = crate::verify::smoke(prefix, &cc, &scratch);
+    let _ = fs_err::remove_dir_all(&scratch);
+    let smoke = smoke?;
+    if !req.with_runtime {
+        return Ok(Verification {
+            smoke,
+            runtime: None,
+            skipped: Some("--lib-only: no runtime built".into()),
+        });
+    }
+    let info = runtime_build::info_for(req.target, req.profile, req.tree, key);
+    let required = info.compiled_for.required_cpu_features.clone();
+    if let Some(why) = cannot_run_here(req.host, &required, &info) {
+        ctx.info(format!("{}: not run on this machine: {why}", req.label));
+        return Ok(Verification {
+            smoke,
+            runtime: None,
+            skipped: Some(why),
+        });
+    }
+    let model = tiny_model(ctx)?;
+    let gpu_backends: Vec<String> = info
+        .compiled_for
+        .backends
+        .iter()
+        .filter(|b| *b != "cpu")
+        .cloned()
+        .collect();
+    let expect = Expectation {
+        arch: &info.compiled_for.target_arch,
+        required_cpu_features: &required,
+        gpu_backends: &gpu_backends,
+        threads: info.defaults.profile.threads.max(1),
+    };
+    let reference = match req.reference {
+        Reference::SelfIsReference => None,
+        Reference::Portable => Some(portable_reference(ctx, req, &model, progress)?),
+    };
+    let bin = runtime_build::binary_in(prefix);
+    let report = crate::verify::runtime::verify(
+        &bin,
+        &model,
+        &expect,
+        reference
+            .as_ref()
+            .map(|(l, name)| (l.as_slice(), name.as_str())),
+    )?;
+    ctx.info(format!(
+        "{}: verified: {} tokens generated{}",
+        req.label,
+        report.generate.tokens,
+        report
+            .logits
+            .as_ref()
+            .map(|l| format!(
+                ", logits within {:.1e} of the portable build",
+                l.max_abs_diff
+            ))
+            .unwrap_or_default()
+    ));
+    Ok(Verification {
+        smoke,
+        runtime: Some(report),
+        skipped: None,
+    })
+}
+
+/// The portable build's logits for the verification prompt (building it first if needed).
+fn portable_reference(
+    ctx: &Ctx,
+    req: &Request,
+    model: &Path,
+    progress: &dyn Progress,
+) -> anyhow::Result<(Vec<f32>, String)> {
+    let portable = portable_machine(req.host);
+    let profile = crate::profile::plan(&portable, &Default::default());
+    let e = ensure(
+        ctx,
+        &Request {
+            label: "portable reference",
+            target: &portable,
+            host: req.host,
+            profile: &profile,
+            tree: req.tree,
+            force: false,
+            reference: Reference::SelfIsReference,
+            with_runtime: true,
+        },
+        progress,
+    )?;
+    let logits = crate::verify::runtime::logits(&e.runtime_bin(), model, 1)?;
+    Ok((logits, format!("portable build {}", e.key)))
+}
+
+/// The deterministic tiny verification model, written once per cache.
+pub fn tiny_model(ctx: &Ctx) -> anyhow::Result<PathBuf> {
+    use crate::testmodel::{ShapeName, Spec};
+    let spec = Spec::named(ShapeName::Tiny, None, 1);
+    // Deterministic from (shape, type, seed); the writer's version is part of the name so a
+    // changed writer never reuses an old file.
+    let path = ctx.cache_dir.join("verify").join(
+        format!(
+            "tiny-{:?}-seed{}-w{}.gguf",
+            spec.quant,
+            spec.seed,
+            env!("CARGO_PKG_VERSION")
+        )
+        .to_lowercase(),
+    );
+    if !path.is_file() {
+        fs_err::create_dir_all(path.parent().expect("has parent"))?;
+        crate::testmodel::write(&spec, &path)?;
+    }
+    Ok(path)
+}

@@ -1,0 +1,295 @@
+//! Build the runtime binary (`runtime/`) against a llama.cpp install prefix: write the prefix's
+//! `runtime-info.json` (provenance, the CPU features the build may execute, per-machine defaults),
+//! run cargo on `runtime/` with `TUNELLAMA_PREFIX` pointing at the prefix, and copy the binary to
+//! `prefix/bin/`. The runtime embeds runtime-info.json at compile time, so the binary knows what
+//! it was built for without any file beside it.
+
+use crate::cmd::Cmd;
+use crate::progress::Progress;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const INFO_FILE: &str = "runtime-info.json";
+
+/// The runtime's file name on this OS.
+pub fn binary_name() -> &'static str {
+    if cfg!(windows) {
+        "tunellama.exe"
+    } else {
+        "tunellama"
+    }
+}
+
+/// Where the runtime lives inside a prefix.
+pub fn binary_in(prefix: &Path) -> PathBuf {
+    prefix.join("bin").join(binary_name())
+}
+
+/// `runtime-info.json`: the contract between `setup` and the runtime's build script.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    pub schema: u32,
+    pub provenance: Provenance,
+    pub compiled_for: CompiledFor,
+    pub defaults: Defaults,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub llama_commit: String,
+    pub build_number: u64,
+    pub tree_digest: String,
+    pub pinned: bool,
+    pub origin: String,
+    pub profile_hash: String,
+    pub key: String,
+    /// `source` or `prebuilt`.
+    pub provenance: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompiledFor {
+    pub target_arch: String,
+    /// Lower-case backend names: cpu, cuda, metal, vulkan, hip.
+    pub backends: Vec<String>,
+    pub ggml_native: bool,
+    /// As `is_x86_feature_detected!` spells them; the runtime refuses to start without them.
+    pub required_cpu_features: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Defaults {
+    /// threads, gpu_layers (`all`, `auto` or a number), ctx_size, each with its why.
+    #[serde(flatten)]
+    pub profile: crate::profile::RuntimeDefaults,
+    pub ram_bytes: Option<u64>,
+    pub vram_bytes: Option<u64>,
+}
+
+/// Everything runtime-info.json says, from the plan's plain data.
+pub fn info_for(
+    machine: &crate::machine::Machine,
+    profile: &crate::profile::Profile,
+    tree: &crate::source::Tree,
+    key: &str,
+) -> RuntimeInfo {
+    let backends = std::iter::once("cpu".to_string())
+        .chain(
+            profile
+                .backends
+                .iter()
+                .filter(|b| b.chosen && b.name.to_lowercase() != "cpu")
+                .map(|b| b.name.to_lowercase()),
+        )
+        .collect();
+    let vram: u64 = machine
+        .gpus()
+        .iter()
+        .map(|g| g.vram_mib * 1024 * 1024)
+        .sum();
+    RuntimeInfo {
+        schema: 1,
+        provenance: Provenance {
+            llama_commit: tree
+                .commit
+                .clone()
+                .unwrap_or_else(|| tree.build_commit.clone()),
+            build_number: tree.build_number,
+            tree_digest: tree.digest.clone(),
+            pinned: tree.pinned,
+            origin: tree.origin.clone(),
+            profile_hash: profile.hash.clone(),
+            key: key.to_string(),
+            provenance: "source".into(),
+        },
+        compiled_for: CompiledFor {
+            target_arch: machine.arch.value.clone(),
+            backends,
+            ggml_native: profile
+                .decisions
+                .iter()
+                .any(|d| d.name == "GGML_NATIVE" && d.value == "ON"),
+            required_cpu_features: crate::requirements::required_cpu_features(machine, profile),
+        },
+        defaults: Defaults {
+            profile: profile.runtime.clone(),
+            ram_bytes: machine.memory.as_ref().map(|m| m.total_bytes),
+            vram_bytes: (vram > 0).then_some(vram),
+        },
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeBuildError {
+    #[error("building the runtime against {prefix} failed")]
+    Cargo {
+        prefix: String,
+        #[source]
+        source: Box<crate::cmd::CmdError>,
+    },
+    #[error("cargo finished but left no runtime binary at {0}")]
+    Missing(String),
+    #[error("cannot read the runtime sources under {path}: {source}")]
+    Source {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("I/O error at {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl RuntimeBuildError {
+    pub fn hint(&self) -> String {
+        match self {
+            RuntimeBuildError::Source { .. } => {
+                "run tunellama from a complete checkout (runtime/ must be present)".into()
+            }
+            _ => "the cargo output above names the failing crate; the llama.cpp build was not published".into(),
+        }
+    }
+}
+
+/// sha256 over the runtime's sources (Cargo.toml, Cargo.lock, build.rs, src/): the cache key's
+/// `runtime_source`, so a changed runtime is rebuilt (and its llama.cpp libraries reused).
+pub fn source_digest(repo_root: &Path) -> Result<String, RuntimeBuildError> {
+    let root = repo_root.join("runtime");
+    let mut files = Vec::new();
+    for top in ["Cargo.toml", "Cargo.lock", "build.rs"] {
+        let p = root.join(top);
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    collect(&root.join("src"), &mut files)?;
+    files.sort();
+    let mut listing = String::new();
+    for f in &files {
+        let (sum, _) =
+            crate::hashing::sha256_file(f).map_err(|source| RuntimeBuildError::Source {
+                path: f.display().to_string(),
+                source,
+            })?;
+        let rel = f.strip_prefix(&root).unwrap_or(f);
+        listing.push_str(&format!(
+            "{sum}  {}\n",
+            rel.to_string_lossy().replace('\\', "/")
+        ));
+    }
+    use sha2::Digest;
+    Ok(crate::hashing::hex(&sha2::Sha256::digest(
+        listing.as_bytes(),
+    )))
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), RuntimeBuildError> {
+    let err = |source| RuntimeBuildError::Source {
+        path: dir.display().to_string(),
+        source,
+    };
+    for e in std::fs::read_dir(dir).map_err(err)? {
+        let p = e.map_err(err)?.path();
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `prefix/runtime-info.json`, builds the runtime in `target_dir` (shared between builds,
+/// so dependencies compile once) and installs it as `prefix/bin/tunellama`.
+pub fn build(
+    repo_root: &Path,
+    prefix: &Path,
+    info: &RuntimeInfo,
+    target_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<PathBuf, RuntimeBuildError> {
+    let io = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| RuntimeBuildError::Io { path, source }
+    };
+    let info_path = prefix.join(INFO_FILE);
+    let text = serde_json::to_string_pretty(info).expect("plain data serializes");
+    crate::fsx::write_atomic(&info_path, text.as_bytes()).map_err(io(&info_path))?;
+
+    let started = Instant::now();
+    progress.start(
+        "building the runtime (cargo)",
+        None,
+        crate::progress::Unit::Steps,
+    );
+    let mut crates = 0u64;
+    let cmd = Cmd::new(crate::env::cargo())
+        .args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(repo_root.join("runtime").join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env("TUNELLAMA_PREFIX", prefix)
+        .timeout(Duration::from_secs(1800));
+    let mut lines = Vec::new();
+    let code = cmd
+        .stream_lines(|line| {
+            let l = line.trim();
+            if l.starts_with("Compiling ") {
+                crates += 1;
+                progress.update(crates, None);
+            }
+            lines.push(line.to_string());
+        })
+        .map_err(|source| RuntimeBuildError::Cargo {
+            prefix: prefix.display().to_string(),
+            source: Box::new(source),
+        })?;
+    progress.finish(&format!(
+        "runtime built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    if code != Some(0) {
+        let output = lines.join("\n");
+        return Err(RuntimeBuildError::Cargo {
+            prefix: prefix.display().to_string(),
+            source: Box::new(cmd.failed(&crate::cmd::Output {
+                status: code,
+                stdout: output,
+                stderr: String::new(),
+            })),
+        });
+    }
+    let built = target_dir.join("release").join(binary_name());
+    if !built.is_file() {
+        return Err(RuntimeBuildError::Missing(built.display().to_string()));
+    }
+    let dest = binary_in(prefix);
+    let bin_dir = dest.parent().expect("bin/ has a parent");
+    fs_err::create_dir_all(bin_dir).map_err(io(bin_dir))?;
+    // Copy to a temp name and rename, so a half-copied binary never carries the final name.
+    let tmp = bin_dir.join(format!(".{}.tmp", binary_name()));
+    fs_err::copy(&built, &tmp).map_err(io(&tmp))?;
+    fs_err::rename(&tmp, &dest).map_err(io(&dest))?;
+    Ok(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_digest_changes_when_a_runtime_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = dir.path().join("runtime");
+        std::fs::create_dir_all(rt.join("src/llama")).unwrap();
+        std::fs::write(rt.join("Cargo.toml"), "[package]\n").unwrap();
+        std::fs::write(rt.join("src/main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(rt.join("src/llama/mod.rs"), "\n").unwrap();
+        let a = source_digest(dir.path()).unwrap();
+        assert_eq!(a, source_digest(dir.path()).unwrap());
+        std::fs::write(rt.join("src/llama/mod.rs"), "// changed\n").unwrap();
+        assert_ne!(a, source_digest(dir.path()).unwrap());
+    }
+}
