@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod build;
 pub mod cache;
+pub mod ci;
 pub mod cli;
 pub mod cmd;
 pub mod context;
@@ -16,6 +17,7 @@ pub mod gguf;
 pub mod hashing;
 pub mod machine;
 pub mod models;
+pub mod prebuilt;
 pub mod prereq;
 pub mod probe;
 pub mod profile;
