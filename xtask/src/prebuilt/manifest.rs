@@ -1,0 +1,278 @@
+//! The dist manifest (what one artifact is: variant, requirements, llama.cpp tree, profile, the
+//! sha256 of every file and of the archive), and building the prebuilt index from manifests.
+
+use super::index::{Artifact, Index, LlamaRef, INDEX_SCHEMA};
+use super::{PrebuiltError, Requirements};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Bumped when the manifest's JSON shape changes incompatibly.
+pub const MANIFEST_SCHEMA: u32 = 1;
+/// Manifests are `<variant>.manifest.json` beside `<archive>`.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub schema: u32,
+    pub variant: String,
+    /// Rust target triple.
+    pub target: String,
+    pub requirements: Requirements,
+    pub llama: LlamaRef,
+    /// The profile's hash (sha256 of its CMake script): the build decisions' identity.
+    pub profile_hash: String,
+    /// Every file in the archive, sorted by path (`/`-separated).
+    pub files: Vec<FileEntry>,
+    pub archive: ArchiveRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveRef {
+    /// File name of the archive, beside the manifest (`tunellama-linux-x86_64-v3.tar.gz`).
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// The archive file name of a variant.
+pub fn archive_name(variant: &str) -> String {
+    format!("tunellama-{variant}.tar.gz")
+}
+
+/// The manifest file name of a variant.
+pub fn manifest_name(variant: &str) -> String {
+    format!("tunellama-{variant}{MANIFEST_SUFFIX}")
+}
+
+/// The files under `dir` with their sha256 and size, sorted by path (for `Manifest::files`).
+pub fn file_entries(dir: &Path) -> std::io::Result<Vec<FileEntry>> {
+    fn rec(root: &Path, dir: &Path, out: &mut Vec<FileEntry>) -> std::io::Result<()> {
+        for e in fs_err::read_dir(dir)? {
+            let path = e?.path();
+            let meta = fs_err::symlink_metadata(&path)?;
+            if meta.is_dir() {
+                rec(root, &path, out)?;
+            } else {
+                let rel = path.strip_prefix(root).expect("under root");
+                let rel = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let (sha256, size) = crate::hashing::sha256_file(&path)?;
+                out.push(FileEntry {
+                    path: rel,
+                    sha256,
+                    size,
+                });
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    rec(dir, dir, &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Checks that `dir` holds exactly `files` (an extracted archive against its manifest).
+pub fn verify_files(files: &[FileEntry], dir: &Path) -> Result<(), String> {
+    let actual = file_entries(dir).map_err(|e| e.to_string())?;
+    if actual == files {
+        return Ok(());
+    }
+    for f in files {
+        match actual.iter().find(|a| a.path == f.path) {
+            None => return Err(format!("{} is missing", f.path)),
+            Some(a) if a.sha256 != f.sha256 => {
+                return Err(format!(
+                    "{}: sha256 {} instead of {}",
+                    f.path, a.sha256, f.sha256
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let extra: Vec<_> = actual
+        .iter()
+        .filter(|a| !files.iter().any(|f| f.path == a.path))
+        .map(|a| a.path.as_str())
+        .collect();
+    Err(format!("files not in the manifest: {}", extra.join(", ")))
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a manifest serialises");
+        s.push('\n');
+        s
+    }
+}
+
+/// A manifest read from disk, with the sha256 of its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadManifest {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+    pub sha256: String,
+}
+
+/// Reads every `*.manifest.json` in `dir` (not recursive; sorted by file name) and checks that
+/// each archive beside it has the recorded size and sha256.
+pub fn read_manifests(dir: &Path) -> Result<Vec<ReadManifest>, PrebuiltError> {
+    let mut paths: Vec<PathBuf> = fs_err::read_dir(dir)
+        .map_err(|e| PrebuiltError::Manifest {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(MANIFEST_SUFFIX))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(PrebuiltError::NoManifests {
+            variant: "*".into(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        let bad = |reason: String| PrebuiltError::Manifest {
+            path: path.clone(),
+            reason,
+        };
+        let text = fs_err::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+            bad(format!(
+                "{}:{}: not a dist manifest: {e}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if manifest.schema != MANIFEST_SCHEMA {
+            return Err(bad(format!(
+                "manifest schema {} (this tool reads {MANIFEST_SCHEMA})",
+                manifest.schema
+            )));
+        }
+        let archive = dir.join(&manifest.archive.name);
+        let (sha256, size) =
+            crate::hashing::sha256_file(&archive).map_err(|e| PrebuiltError::Mismatch {
+                variant: manifest.variant.clone(),
+                path: archive.clone(),
+                reason: e.to_string(),
+            })?;
+        if sha256 != manifest.archive.sha256 || size != manifest.archive.size {
+            return Err(PrebuiltError::Mismatch {
+                variant: manifest.variant.clone(),
+                path: archive,
+                reason: format!(
+                    "sha256 {sha256} ({size} bytes), the manifest says {} ({} bytes)",
+                    manifest.archive.sha256, manifest.archive.size
+                ),
+            });
+        }
+        out.push(ReadManifest {
+            path,
+            sha256: crate::hashing::hex(&<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
+            manifest,
+        });
+    }
+    Ok(out)
+}
+
+/// The index of `manifests` (pure): artifacts sorted by variant, each URL `base_url/<archive>`
+/// (just `<archive>`, relative to the index, when `base_url` is empty).
+pub fn build_index(manifests: &[ReadManifest], base_url: &str) -> Index {
+    let base = base_url.trim_end_matches('/');
+    let mut artifacts: Vec<Artifact> = manifests
+        .iter()
+        .map(|r| {
+            let m = &r.manifest;
+            Artifact {
+                variant: m.variant.clone(),
+                target: m.target.clone(),
+                requirements: m.requirements.clone(),
+                llama: m.llama.clone(),
+                url: if base.is_empty() {
+                    m.archive.name.clone()
+                } else {
+                    format!("{base}/{}", m.archive.name)
+                },
+                sha256: m.archive.sha256.clone(),
+                size: m.archive.size,
+                manifest_sha256: Some(r.sha256.clone()),
+            }
+        })
+        .collect();
+    artifacts.sort_by(|a, b| a.variant.cmp(&b.variant));
+    Index {
+        schema: INDEX_SCHEMA,
+        generated_by: format!(
+            "cargo xtask prebuilt index (xtask {})",
+            env!("CARGO_PKG_VERSION")
+        ),
+        artifacts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_urls_join_the_base_and_keep_relative_names_without_one() {
+        let m = Manifest {
+            schema: 1,
+            variant: "v".into(),
+            target: "t".into(),
+            requirements: Requirements {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                cpu_features: vec![],
+                backend: super::super::Backend::Cpu,
+                cuda_driver_min: None,
+                gpu_archs: vec![],
+            },
+            llama: LlamaRef {
+                commit: "c".into(),
+                tree_digest: "d".into(),
+            },
+            profile_hash: "p".into(),
+            files: vec![],
+            archive: ArchiveRef {
+                name: archive_name("v"),
+                sha256: "a".repeat(64),
+                size: 3,
+            },
+        };
+        let r = ReadManifest {
+            path: "x".into(),
+            manifest: m,
+            sha256: "b".repeat(64),
+        };
+        let i = build_index(std::slice::from_ref(&r), "https://example.invalid/rel/");
+        assert_eq!(
+            i.artifacts[0].url,
+            "https://example.invalid/rel/tunellama-v.tar.gz"
+        );
+        assert_eq!(
+            i.artifacts[0].manifest_sha256.as_deref(),
+            Some(&*"b".repeat(64))
+        );
+        assert_eq!(build_index(&[r], "").artifacts[0].url, "tunellama-v.tar.gz");
+    }
+}
