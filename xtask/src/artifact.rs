@@ -75,6 +75,10 @@ pub struct Verification {
     pub skipped: Option<String>,
 }
 
+/// The portable logits of the tiny model and where they came from; `None`: this build is the
+/// reference itself.
+pub type ReferenceLogits = Option<(Vec<f32>, String)>;
+
 pub fn toolchain_and_fingerprint(host: &Machine) -> (cache::Toolchain, Fingerprint) {
     (
         crate::setup::toolchain_of(host),
@@ -210,20 +214,6 @@ fn sibling_with_same_libraries(cache: &Cache, inputs: &KeyInputs) -> Option<Path
     })
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    fs_err::create_dir_all(to)?;
-    for e in fs_err::read_dir(from)? {
-        let e = e?;
-        let dest = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_tree(&e.path(), &dest)?;
-        } else {
-            fs_err::copy(e.path(), dest)?;
-        }
-    }
-    Ok(())
-}
-
 #[allow(clippy::too_many_arguments)]
 fn build_and_publish(
     ctx: &Ctx,
@@ -253,7 +243,7 @@ fn build_and_publish(
         for part in ["include", "lib", crate::build::LINK_FILE] {
             let from = sibling.join("prefix").join(part);
             if from.is_dir() {
-                copy_tree(&from, &prefix.join(part))?;
+                crate::fsx::copy_dir(&from, &prefix.join(part))?;
             } else {
                 fs_err::create_dir_all(&prefix)?;
                 fs_err::copy(&from, prefix.join(part))?;
@@ -369,8 +359,30 @@ pub fn verification(
     key: &str,
     progress: &dyn Progress,
 ) -> anyhow::Result<Verification> {
-    let cc = req
-        .host
+    if !req.with_runtime {
+        return Ok(Verification {
+            smoke: smoke(ctx, req.host, prefix, key)?,
+            runtime: None,
+            skipped: Some("--lib-only: no runtime built".into()),
+        });
+    }
+    let reference = |model: &Path| -> anyhow::Result<ReferenceLogits> {
+        Ok(match req.reference {
+            Reference::SelfIsReference => None,
+            Reference::Portable => Some(portable_reference(ctx, req, model, progress)?),
+        })
+    };
+    verify_prefix(ctx, req.host, req.label, prefix, key, &reference)
+}
+
+/// The link smoke test of a prefix, compiled with the host's C compiler.
+fn smoke(
+    ctx: &Ctx,
+    host: &Machine,
+    prefix: &Path,
+    key: &str,
+) -> anyhow::Result<crate::verify::SmokeReport> {
+    let cc = host
         .compilers
         .c
         .found()
@@ -382,18 +394,33 @@ pub fn verification(
         .join(format!("verify-{key}-{}", std::process::id()));
     let smoke = crate::verify::smoke(prefix, &cc, &scratch);
     let _ = fs_err::remove_dir_all(&scratch);
-    let smoke = smoke?;
-    if !req.with_runtime {
-        return Ok(Verification {
-            smoke,
-            runtime: None,
-            skipped: Some("--lib-only: no runtime built".into()),
-        });
-    }
-    let info = runtime_build::info_for(req.target, req.profile, req.tree, key);
+    Ok(smoke?)
+}
+
+/// What a prefix's runtime was built for (its runtime-info.json).
+pub fn read_info(prefix: &Path) -> anyhow::Result<RuntimeInfo> {
+    let path = prefix.join(runtime_build::INFO_FILE);
+    let text = fs_err::read_to_string(&path)?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a runtime description: {e}", path.display()))
+}
+
+/// Every check of a prefix with a runtime, source-built or prebuilt: the smoke link test, then
+/// the runtime's own checks; `reference` gives the portable logits for the tiny model (or none
+/// when this build is the reference).
+pub fn verify_prefix(
+    ctx: &Ctx,
+    host: &Machine,
+    label: &str,
+    prefix: &Path,
+    key: &str,
+    reference: &dyn Fn(&Path) -> anyhow::Result<ReferenceLogits>,
+) -> anyhow::Result<Verification> {
+    let smoke = smoke(ctx, host, prefix, key)?;
+    let info = read_info(prefix)?;
     let required = info.compiled_for.required_cpu_features.clone();
-    if let Some(why) = cannot_run_here(req.host, &required, &info) {
-        ctx.info(format!("{}: not run on this machine: {why}", req.label));
+    if let Some(why) = cannot_run_here(host, &required, &info) {
+        ctx.info(format!("{label}: not run on this machine: {why}"));
         return Ok(Verification {
             smoke,
             runtime: None,
@@ -414,10 +441,7 @@ pub fn verification(
         gpu_backends: &gpu_backends,
         threads: info.defaults.profile.threads.max(1),
     };
-    let reference = match req.reference {
-        Reference::SelfIsReference => None,
-        Reference::Portable => Some(portable_reference(ctx, req, &model, progress)?),
-    };
+    let reference = reference(&model)?;
     let bin = runtime_build::binary_in(prefix);
     let report = crate::verify::runtime::verify(
         &bin,
@@ -428,8 +452,7 @@ pub fn verification(
             .map(|(l, name)| (l.as_slice(), name.as_str())),
     )?;
     ctx.info(format!(
-        "{}: verified: {} tokens generated{}",
-        req.label,
+        "{label}: verified: {} tokens generated{}",
         report.generate.tokens,
         report
             .logits

@@ -75,10 +75,25 @@ pub enum Command {
     Prebuilt(PrebuiltArgs),
     /// Write a deterministic llama-architecture test model (GGUF) from a seed
     Testmodel(TestModelArgs),
+    /// Build one CI matrix variant (ci/matrix.toml) and pack it as a prebuilt archive + manifest
+    Dist(DistArgs),
     /// Run the current build's runtime binary with ARGS (`cargo xtask run -- info --json`)
     Run(RunArgs),
     /// Regenerate the runtime's FFI bindings from the pinned llama.h (needs libclang; installs it)
     Bindings(BindingsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DistArgs {
+    /// The variant to build (`cargo xtask ci matrix` lists them)
+    #[arg(long, value_name = "NAME")]
+    pub variant: String,
+    /// Folder for the archive and its manifest
+    #[arg(long, default_value = "dist", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Rebuild even when the cache holds the variant's build
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -140,12 +155,28 @@ pub struct SetupArgs {
     /// Override file [default: profiles/local.toml when it exists]
     #[arg(long, value_name = "FILE")]
     pub overrides: Option<PathBuf>,
+    #[command(flatten)]
+    pub machine: MachineArg,
     /// Rebuild even when the cache holds an entry for this key
     #[arg(long)]
     pub force: bool,
     /// Build and verify only the llama.cpp libraries (for linking your own program): no runtime
     #[arg(long)]
     pub lib_only: bool,
+    /// Prebuilt index to consult before building (a path or an https:// URL); repeatable
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "TUNELLAMA_PREBUILT_INDEX",
+        value_delimiter = ' '
+    )]
+    pub prebuilt_index: Vec<String>,
+    /// Never install a prebuilt (even with indexes configured): always build from source
+    #[arg(long)]
+    pub from_source: bool,
+    /// Accept plain http:// prebuilt URLs (loopback test servers)
+    #[arg(long)]
+    pub allow_http: bool,
     /// Also fetch (checksummed) a model from the catalog: a name, or `auto` for the recommended one
     #[arg(long, value_name = "NAME|auto")]
     pub model: Option<String>,

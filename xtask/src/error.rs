@@ -59,6 +59,9 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<RecommendError>() {
             return Some(e.hint());
         }
+        if let Some(e) = cause.downcast_ref::<crate::dist::DistError>() {
+            return Some(e.hint());
+        }
         if let Some(e) = cause.downcast_ref::<crate::status::NoRuntime>() {
             return Some(e.hint());
         }

@@ -25,3 +25,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     })
 }
+
+/// Copies a directory tree (files and folders; the build prefixes it is used on hold no links).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs_err::create_dir_all(to)?;
+    for e in fs_err::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &dest)?;
+        } else {
+            fs_err::copy(e.path(), dest)?;
+        }
+    }
+    Ok(())
+}

@@ -20,6 +20,10 @@ pub struct SetupReport {
     /// What changed since the previous current build (empty on a hit).
     pub changes: Vec<String>,
     pub pinned: bool,
+    /// `source` or `prebuilt`.
+    pub provenance: String,
+    /// The prebuilt variant installed.
+    pub variant: Option<String>,
     /// The verified model file, with `--model`.
     pub model: Option<std::path::PathBuf>,
     pub seconds: f64,
@@ -60,7 +64,13 @@ pub fn run(
     progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
-    let machine = crate::prereq::ensure_build_tools(ctx)?;
+    let host = crate::prereq::ensure_build_tools(ctx)?;
+    // A recorded Machine (--machine) is planned and matched against prebuilts instead of this
+    // one; this machine's tools still build and its CPU still runs the verification.
+    let machine = match &args.machine.machine {
+        Some(file) => ctx.machine(Some(file))?,
+        None => host.clone(),
+    };
     let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
     let profile = crate::profile::plan(&machine, &overrides);
     for w in &profile.warnings {
@@ -68,6 +78,34 @@ pub fn run(
     }
     for h in &profile.hints {
         eprintln!("hint: {h}");
+    }
+    if !args.from_source && !args.lib_only && !args.prebuilt_index.is_empty() {
+        if let Some(p) = crate::prebuilt::install::try_install(
+            ctx,
+            &machine,
+            &args.prebuilt_index,
+            args.allow_http,
+            progress,
+        )? {
+            let cache = crate::cache::Cache::new(&ctx.cache_dir);
+            cache.set_current(&p.key)?;
+            let prefix = p.entry.join("prefix");
+            let report = SetupReport {
+                outcome: p.outcome,
+                key: p.key.clone(),
+                runtime_bin: Some(crate::runtime_build::binary_in(&prefix)),
+                prefix,
+                entry: p.entry.clone(),
+                changes: p.changes.clone(),
+                pinned: true,
+                provenance: "prebuilt".into(),
+                variant: Some(p.variant.clone()),
+                model: None,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            return finish(ctx, args, &machine, progress, report);
+        }
+        ctx.info("no prebuilt fits: building from source");
     }
     let source_plan = crate::source::plan_from_args(ctx, &args.source)?;
     if args.source.dry_run {
@@ -92,7 +130,7 @@ pub fn run(
         &crate::artifact::Request {
             label: "tuned",
             target: &machine,
-            host: &machine,
+            host: &host,
             profile: &profile,
             tree: &tree,
             force: args.force,
@@ -109,10 +147,6 @@ pub fn run(
         ensured.entry.clone(),
         ensured.changes.clone(),
     );
-    let model = match &args.model {
-        Some(name) => Some(crate::models::ensure(ctx, name, &machine, progress)?),
-        None => None,
-    };
     let report = SetupReport {
         outcome,
         key: key.clone(),
@@ -121,21 +155,46 @@ pub fn run(
         entry,
         changes,
         pinned: tree.pinned,
-        model,
+        provenance: "source".into(),
+        variant: None,
+        model: None,
         seconds: started.elapsed().as_secs_f64(),
     };
+    finish(ctx, args, &machine, progress, report)
+}
+
+/// The model (with `--model`) and the report, for both source builds and prebuilts.
+fn finish(
+    ctx: &Ctx,
+    args: &crate::cli::SetupArgs,
+    machine: &Machine,
+    progress: &dyn crate::progress::Progress,
+    mut report: SetupReport,
+) -> anyhow::Result<std::process::ExitCode> {
+    let started = Instant::now();
+    if let Some(name) = &args.model {
+        report.model = Some(crate::models::ensure(ctx, name, machine, progress)?);
+    }
+    report.seconds += started.elapsed().as_secs_f64();
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let what = match outcome {
+        let what = match report.outcome {
             crate::artifact::Outcome::Hit => "up to date (cache hit)",
             crate::artifact::Outcome::Reverified => "re-verified the cached build on this machine",
+            crate::artifact::Outcome::Built if report.provenance == "prebuilt" => {
+                "installed and verified a prebuilt"
+            }
             crate::artifact::Outcome::Built => "built, verified and cached",
         };
         println!(
-            "{what}: build {key}{}",
-            if tree.pinned { "" } else { " (UNPINNED)" }
+            "{what}: build {}{}",
+            report.key,
+            if report.pinned { "" } else { " (UNPINNED)" }
         );
+        if let Some(v) = &report.variant {
+            println!("  variant: {v}");
+        }
         println!("  prefix:  {}", report.prefix.display());
         if let Some(b) = &report.runtime_bin {
             println!("  runtime: {}", b.display());

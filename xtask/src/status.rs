@@ -31,7 +31,18 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
         .as_ref()
         .and_then(|k| Cache::read_manifest(&cache.entry_dir(k)).ok());
     let mut stale = Vec::new();
-    if let Some(m) = &manifest {
+    if let Some(m) = manifest.as_ref().filter(|m| m.provenance == "prebuilt") {
+        let machine = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
+        let pin = crate::source::pin::Pin::load(&ctx.repo_root.join(crate::source::pin::PIN_PATH))?;
+        stale.extend(crate::prebuilt::install::stale_because(
+            m,
+            &pin.tree.digest,
+            &machine,
+        ));
+        if let cache::Lookup::Corrupt { reason } = cache.lookup(&m.key) {
+            stale.push(format!("entry damaged: {reason}"));
+        }
+    } else if let Some(m) = &manifest {
         // What would setup build now? Same computation, without building anything.
         let machine = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
         let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;

@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod index;
+pub mod install;
 pub mod manifest;
 pub mod select;
 

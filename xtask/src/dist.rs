@@ -1,0 +1,168 @@
+//! `cargo xtask dist --variant NAME`: build one CI matrix variant and pack it as a prebuilt
+//! artifact. The variant's declared Machine is planned (nothing is probed for it), built and
+//! verified through the same path as `setup` (so the same cache), then its prefix, profile and
+//! verification report are packed into a deterministic archive with a manifest beside it.
+
+use crate::artifact::{self, Reference, Request};
+use crate::cli::DistArgs;
+use crate::context::Ctx;
+use crate::prebuilt::manifest::{self, ArchiveRef, Manifest, MANIFEST_SCHEMA};
+use crate::prebuilt::{archive, LlamaRef};
+use crate::progress::Progress;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Files of an archive besides the prefix contents.
+pub const PROFILE_FILE: &str = "profile.cmake";
+pub const VERIFICATION_FILE: &str = "verification.json";
+
+#[derive(Debug, Serialize)]
+pub struct DistReport {
+    pub variant: String,
+    pub key: String,
+    pub archive: PathBuf,
+    pub manifest: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    /// Why the runtime checks did not run here, when they did not.
+    pub verification_skipped: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistError {
+    #[error("variant {variant} is built on {runner} for {want}; this machine is {have}")]
+    WrongHost {
+        variant: String,
+        runner: String,
+        want: String,
+        have: String,
+    },
+    #[error("variant {variant} builds with CUDA {cuda}; this machine has no CUDA toolkit")]
+    NoCuda { variant: String, cuda: String },
+}
+
+impl DistError {
+    pub fn hint(&self) -> String {
+        match self {
+            DistError::WrongHost { runner, .. } => format!(
+                "build it on its CI runner ({runner}); `cargo xtask ci matrix` lists which variant builds where"
+            ),
+            DistError::NoCuda { .. } => "install the CUDA toolkit the variant names (ci/matrix.toml) or build it on its CI runner".into(),
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Result<ExitCode> {
+    let matrix = crate::ci::matrix::Matrix::load(&ctx.repo_root)?;
+    let variant = matrix.variant(&args.variant)?.clone();
+    let host = crate::prereq::ensure_build_tools(ctx)?;
+    let (want_os, want_arch) = (&variant.machine.os.value, &variant.machine.arch.value);
+    if want_os != &host.os.value || want_arch != &host.arch.value {
+        return Err(DistError::WrongHost {
+            variant: variant.name.clone(),
+            runner: variant.runner.clone(),
+            want: format!("{want_os} {want_arch}"),
+            have: format!("{} {}", host.os.value, host.arch.value),
+        }
+        .into());
+    }
+    if let Some(cuda) = variant.machine.cuda.found() {
+        if host.cuda.found().is_none() {
+            return Err(DistError::NoCuda {
+                variant: variant.name.clone(),
+                cuda: cuda.version.clone(),
+            }
+            .into());
+        }
+    }
+    let profile = crate::profile::plan(&variant.machine, &Default::default());
+    let plan = crate::source::plan_from_args(ctx, &crate::cli::SourceArgs::default())?;
+    let tree = crate::source::obtain(&plan, progress)?;
+    let built = artifact::ensure(
+        ctx,
+        &Request {
+            label: &variant.name,
+            target: &variant.machine,
+            host: &host,
+            profile: &profile,
+            tree: &tree,
+            force: args.force,
+            reference: Reference::Portable,
+            with_runtime: true,
+        },
+        progress,
+    )?;
+
+    // Stage what the archive holds: the prefix (runtime, libraries, headers, link description,
+    // runtime-info.json), the profile and the verification report.
+    fs_err::create_dir_all(&args.out)?;
+    let stage = args
+        .out
+        .join(format!(".stage-{}-{}", variant.name, std::process::id()));
+    if stage.exists() {
+        fs_err::remove_dir_all(&stage)?;
+    }
+    crate::fsx::copy_dir(&built.prefix(), &stage)?;
+    fs_err::write(stage.join(PROFILE_FILE), &profile.cmake)?;
+    let verification = built.manifest.verification.clone().unwrap_or_default();
+    fs_err::write(
+        stage.join(VERIFICATION_FILE),
+        serde_json::to_vec_pretty(&verification)?,
+    )?;
+    let archive_path = args.out.join(manifest::archive_name(&variant.name));
+    let packed = archive::pack_dir(&stage, &archive_path);
+    let files = manifest::file_entries(&stage);
+    fs_err::remove_dir_all(&stage)?;
+    let packed = packed?;
+    let m = Manifest {
+        schema: MANIFEST_SCHEMA,
+        variant: variant.name.clone(),
+        target: variant.target.clone(),
+        requirements: variant.requirements.clone(),
+        llama: LlamaRef {
+            commit: tree
+                .commit
+                .clone()
+                .unwrap_or_else(|| tree.build_commit.clone()),
+            tree_digest: tree.digest.clone(),
+        },
+        profile_hash: profile.hash.clone(),
+        files: files?,
+        archive: ArchiveRef {
+            name: manifest::archive_name(&variant.name),
+            sha256: packed.sha256.clone(),
+            size: packed.size,
+        },
+    };
+    let manifest_path = args.out.join(manifest::manifest_name(&variant.name));
+    crate::fsx::write_atomic(&manifest_path, m.to_json().as_bytes())?;
+    let report = DistReport {
+        variant: variant.name.clone(),
+        key: built.key.clone(),
+        archive: archive_path,
+        manifest: manifest_path,
+        sha256: packed.sha256,
+        size: packed.size,
+        verification_skipped: verification
+            .get("skipped")
+            .and_then(|s| s.as_str())
+            .map(str::to_string),
+    };
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}: {} ({}, sha256 {})",
+            report.variant,
+            report.archive.display(),
+            crate::progress::human_bytes(report.size),
+            report.sha256
+        );
+        println!("  manifest: {}", report.manifest.display());
+        if let Some(why) = &report.verification_skipped {
+            println!("  runtime checks not run here: {why}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
