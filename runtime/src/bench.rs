@@ -16,6 +16,9 @@ const MAX_TEST_TOKENS: i64 = 1 << 16;
 /// Fixed so two bench runs process the same tokens.
 const TOKEN_SEED: u64 = 42;
 
+/// One timed run of a test: tokens/s.
+type RunFn = fn(&mut Context<'_>, &mut Batch, &[Token]) -> Result<f64>;
+
 #[derive(Serialize)]
 struct TestResult {
     test: String,
@@ -93,11 +96,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     )?;
     let mut batch = Batch::new(n_prompt.max(1));
     let mut results = Vec::new();
-    let tests: [(
-        &str,
-        usize,
-        fn(&mut Context<'_>, &mut Batch, &[Token]) -> Result<f64>,
-    ); 2] = [("pp", n_prompt, pp), ("tg", n_gen, tg)];
+    let tests: [(&str, usize, RunFn); 2] = [("pp", n_prompt, pp), ("tg", n_gen, tg)];
     for (name, n, f) in tests {
         if n == 0 {
             continue;

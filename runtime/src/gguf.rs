@@ -192,7 +192,7 @@ fn skip_array<R: Read + Seek>(r: &mut R) -> std::io::Result<()> {
     let size = match ty {
         0 | 1 | 7 => 1,
         2 | 3 => 2,
-        4 | 5 | 6 => 4,
+        4..=6 => 4,
         10..=12 => 8,
         8 => {
             for _ in 0..n {
