@@ -1,0 +1,52 @@
+//! `tunellama`: the thin inference binary over the llama.cpp build `cargo xtask setup` tuned for
+//! this machine. `main` checks the CPU, parses flags and dispatches to one module per command.
+//!
+//! Unsafe code is denied everywhere except three modules: `ffi` (generated bindings), `llama`
+//! (the safe wrapper over them) and `cpu_check` (CPUID and the pre-main refusal).
+#![deny(unsafe_code)]
+
+mod bench;
+mod cli;
+#[allow(unsafe_code)]
+mod cpu_check;
+mod error;
+mod eval;
+#[allow(unsafe_code)]
+mod ffi;
+mod generate;
+mod gguf;
+mod info;
+#[allow(unsafe_code)]
+mod llama;
+mod load;
+mod logits;
+mod output;
+mod runtime_info;
+mod settings;
+mod utf8_stream;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // On Linux this already ran before any constructor (.preinit_array); elsewhere it runs here,
+    // still before any llama.cpp code.
+    cpu_check::check_at_main();
+    let cli = cli::Cli::parse();
+    let r = match cli.command {
+        cli::Command::Info { json } => info::run(json),
+        cli::Command::Generate(a) => generate::run(a),
+        cli::Command::Logits(a) => logits::run(a),
+        cli::Command::Bench(a) => bench::run(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            if let Some(h) = e.hint {
+                eprintln!("hint: {h}");
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The contract with `cargo xtask setup`: `prefix/runtime-info.json`, which says where the build
+//! came from, what it was compiled for and this machine's tuned runtime defaults. Shared with
+//! build.rs (through `#[path]`), so a file the runtime cannot read fails the build, not a run.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The schema this runtime reads; setup bumps it on incompatible changes.
+pub const SCHEMA: u32 = 1;
+
+// No `deny_unknown_fields`: setup may add fields; every field below is required.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    pub schema: u32,
+    pub provenance: Provenance,
+    pub compiled_for: CompiledFor,
+    pub defaults: Defaults,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Provenance {
+    pub llama_commit: String,
+    pub build_number: u64,
+    pub tree_digest: String,
+    pub pinned: bool,
+    pub origin: String,
+    pub profile_hash: String,
+    pub key: String,
+    pub provenance: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompiledFor {
+    pub target_arch: String,
+    /// Lower-case backend names: cpu, cuda, metal, vulkan, hip.
+    pub backends: Vec<String>,
+    pub ggml_native: bool,
+    /// Spelled as `is_x86_feature_detected!` / `is_aarch64_feature_detected!` spell them.
+    pub required_cpu_features: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Defaults {
+    pub threads: u32,
+    pub threads_why: String,
+    /// `"all"`, `"auto"` or a number of layers.
+    pub gpu_layers: String,
+    pub gpu_layers_why: String,
+    pub ctx_size: u32,
+    pub ctx_why: String,
+    #[serde(deserialize_with = "present")]
+    pub ram_bytes: Option<u64>,
+    #[serde(deserialize_with = "present")]
+    pub vram_bytes: Option<u64>,
+}
+
+/// A field that must be present but may be `null` (serde lets a plain `Option` go missing).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<u64>::deserialize(d)
+}
+
+impl RuntimeInfo {
+    pub fn parse(text: &str) -> Result<RuntimeInfo, String> {
+        let info: RuntimeInfo = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if info.schema != SCHEMA {
+            return Err(format!(
+                "schema {} but this runtime reads schema {SCHEMA}",
+                info.schema
+            ));
+        }
+        Ok(info)
+    }
+}
