@@ -1,31 +1,13 @@
-//! How the runtime tests get a `tunellama` binary and GGUF models: a llama.cpp prefix (env
-//! `TUNELLAMA_TEST_PREFIX`, else a copy of the current cached build under `target/`), a release
-//! build of `runtime/` against it (once per test process), and tiny models written by llama.cpp's
-//! own gguf-py in a venv under `target/`.
+//! How the runtime tests get a `tunellama` binary and GGUF models: the runtime `cargo xtask setup`
+//! built and verified (found through `status --json`, as scripts find it; or a release build
+//! against `TUNELLAMA_TEST_PREFIX`), and tiny models written by another tool, llama.cpp's own
+//! gguf-py, in a venv under `target/`.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
-
-/// The x86 feature names runtime-info.json uses, as `is_x86_feature_detected!` spells them.
-const X86_FEATURES: &[&str] = &[
-    "sse4.2",
-    "avx",
-    "avx2",
-    "bmi2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512cd",
-    "avx512vl",
-    "avx512dq",
-    "avx512bw",
-    "avx512vbmi",
-    "avx512vnni",
-    "avx512bf16",
-];
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -38,38 +20,6 @@ fn work() -> PathBuf {
     let d = repo().join("target/runtime-test");
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// The cache root as `setup` resolves it.
-pub fn cache_root() -> PathBuf {
-    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-    if let Some(d) = var("TUNELLAMA_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(x) = var("XDG_CACHE_HOME") {
-        return PathBuf::from(x).join("tunellama");
-    }
-    PathBuf::from(var("HOME").expect("HOME")).join(".cache/tunellama")
-}
-
-/// The current cached build's prefix (what `cargo xtask setup` published).
-fn cached_prefix() -> (PathBuf, serde_json::Value) {
-    let root = cache_root().join("builds-v1");
-    let current = std::fs::read_to_string(root.join("current.json")).unwrap_or_else(|e| {
-        panic!(
-            "no current llama.cpp build in {} ({e}): run `cargo xtask setup` or set TUNELLAMA_TEST_PREFIX",
-            root.display()
-        )
-    });
-    let key = serde_json::from_str::<serde_json::Value>(&current).unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let manifest = std::fs::read_to_string(root.join(&key).join("manifest.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(serde_json::json!({ "key": key }));
-    (root.join(&key).join("prefix"), manifest)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -85,43 +35,33 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A runtime-info.json for a native build on this machine (what setup writes), for a cached
-/// prefix that predates it.
-fn synthesized_runtime_info(manifest: &serde_json::Value) -> serde_json::Value {
-    let inputs = &manifest["inputs"];
-    let digest = inputs["tree_digest"]
-        .as_str()
-        .unwrap_or("unknown")
-        .to_string();
-    let features: Vec<&str> = X86_FEATURES
-        .iter()
-        .copied()
-        .filter(|f| this_cpu_has(f))
-        .collect();
-    serde_json::json!({
-        "schema": 1,
-        "provenance": {
-            "llama_commit": format!("tree-{}", &digest[..8.min(digest.len())]),
-            "build_number": 0,
-            "tree_digest": digest,
-            "pinned": true,
-            "origin": "llama-cpp-sys-2",
-            "profile_hash": inputs["profile_hash"].as_str().unwrap_or(""),
-            "key": manifest["key"].as_str().unwrap_or(""),
-            "provenance": "source",
-        },
-        "compiled_for": {
-            "target_arch": std::env::consts::ARCH,
-            "backends": ["cpu"],
-            "ggml_native": true,
-            "required_cpu_features": features,
-        },
-        "defaults": {
-            "threads": 2, "threads_why": "test prefix",
-            "gpu_layers": "0", "gpu_layers_why": "no GPU backend in this build",
-            "ctx_size": 4096, "ctx_why": "test prefix",
-            "ram_bytes": null, "vram_bytes": null,
-        },
+/// `cargo xtask <args> --json`, parsed.
+pub fn xtask_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .arg("--json")
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo xtask {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `cargo xtask setup` (a cache hit once a machine has built it; shares the user's cache),
+/// then `status --json`: what a script does to find the runtime.
+fn setup_status() -> &'static serde_json::Value {
+    static S: OnceLock<serde_json::Value> = OnceLock::new();
+    S.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let none = dir.path().join("none.toml");
+        std::fs::write(&none, "").unwrap();
+        let o = none.to_str().unwrap();
+        xtask_json(&["setup", "--overrides", o]);
+        xtask_json(&["status", "--overrides", o])
     })
 }
 
@@ -161,28 +101,17 @@ pub fn this_cpu_has(f: &str) -> bool {
     }
 }
 
-/// The llama.cpp prefix the tests build against (with a runtime-info.json).
+/// The llama.cpp prefix of the current build (with its runtime-info.json), or
+/// `TUNELLAMA_TEST_PREFIX`.
 pub fn prefix() -> PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        if let Some(p) = std::env::var_os("TUNELLAMA_TEST_PREFIX") {
-            return PathBuf::from(p);
-        }
-        let (cached, manifest) = cached_prefix();
-        let dev = work().join("prefix");
-        let _ = std::fs::remove_dir_all(&dev);
-        for d in ["include", "lib"] {
-            copy_dir(&cached.join(d), &dev.join(d));
-        }
-        std::fs::copy(cached.join("link.json"), dev.join("link.json")).unwrap();
-        let info = match std::fs::read_to_string(cached.join("runtime-info.json")) {
-            Ok(t) => t,
-            Err(_) => serde_json::to_string_pretty(&synthesized_runtime_info(&manifest)).unwrap(),
-        };
-        std::fs::write(dev.join("runtime-info.json"), info).unwrap();
-        dev
-    })
-    .clone()
+    match std::env::var_os("TUNELLAMA_TEST_PREFIX") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(
+            setup_status()["prefix"]
+                .as_str()
+                .expect("status names a prefix"),
+        ),
+    }
 }
 
 pub fn runtime_info() -> serde_json::Value {
@@ -217,11 +146,19 @@ fn build_ok(prefix: &Path, target_dir: &Path) -> PathBuf {
     target_dir.join("release/tunellama")
 }
 
-/// The `tunellama` binary under test, built once per test process.
+/// The `tunellama` binary under test: the one `setup` built and verified, found the way scripts
+/// find it (`status --json`'s `runtime_bin`); with `TUNELLAMA_TEST_PREFIX`, built against it.
 pub fn binary() -> PathBuf {
     static B: OnceLock<PathBuf> = OnceLock::new();
-    B.get_or_init(|| build_ok(&prefix(), &repo().join("target/runtime")))
-        .clone()
+    B.get_or_init(|| match std::env::var_os("TUNELLAMA_TEST_PREFIX") {
+        Some(_) => build_ok(&prefix(), &repo().join("target/runtime")),
+        None => PathBuf::from(
+            setup_status()["runtime_bin"]
+                .as_str()
+                .expect("status --json names runtime_bin"),
+        ),
+    })
+    .clone()
 }
 
 /// A second binary from a prefix copy whose runtime-info.json also requires `feature`.

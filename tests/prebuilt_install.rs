@@ -1,0 +1,215 @@
+//! The prebuilt path end to end through the real binary: `dist --variant linux-x86_64-v2` builds
+//! the variant here (shared user cache, so a machine pays the build once) and packs it; the
+//! archive is served from 127.0.0.1 by an index; `setup --prebuilt-index` installs it into a fresh
+//! cache for a recorded AVX2 Machine (download, checksum, safe extraction, the same runtime
+//! verification as a source build) with provenance "prebuilt"; Machines lacking SSE4.2 or
+//! running arm64 are refused with the reason; a tampered archive installs nothing.
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::server::{Reply, Server};
+
+const VARIANT: &str = "linux-x86_64-v2";
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("CI", "true")
+        .env_remove("TUNELLAMA_PREBUILT_INDEX")
+        .output()
+        .unwrap()
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let out = xtask(args);
+    assert!(
+        out.status.success(),
+        "xtask {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Dist output once per test process: (dir, archive bytes, index with relative URLs).
+fn dist() -> &'static (PathBuf, Vec<u8>, Value) {
+    static D: std::sync::OnceLock<(PathBuf, Vec<u8>, Value)> = std::sync::OnceLock::new();
+    D.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist-v2");
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = ok_json(&["dist", "--variant", VARIANT, "--out", s(&dir), "--json"]);
+        // v2 runs here, so dist verified it (not skipped).
+        assert!(report["verification_skipped"].is_null(), "{report}");
+        let archive = std::fs::read(report["archive"].as_str().unwrap()).unwrap();
+        let index_path = dir.join("index.json");
+        let out = xtask(&["prebuilt", "index", "--from", s(&dir), "-o", s(&index_path)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let index: Value =
+            serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+        (dir, archive, index)
+    })
+}
+
+/// Serves the index (relative URL) and `archive` under /p/.
+fn serve(archive: Vec<u8>) -> (Server, String) {
+    let (_, _, index) = dist();
+    let server = Server::start();
+    let name = format!("tunellama-{VARIANT}.tar.gz");
+    server.route(&format!("/p/{name}"), archive, vec![Reply::ok()]);
+    server.route(
+        "/p/index.json",
+        serde_json::to_vec(index).unwrap(),
+        vec![Reply::ok()],
+    );
+    let url = server.url("/p/index.json");
+    (server, url)
+}
+
+fn machine(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/machines")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `setup` from the loopback index, for the recorded AVX2 desktop, into `cache`.
+fn setup_args(url: &str, cache: &Path) -> Vec<String> {
+    let haswell = machine("avx2-desktop-haswell.json");
+    [
+        "setup",
+        "--prebuilt-index",
+        url,
+        "--allow-http",
+        "--machine",
+        &haswell,
+        "--cache-dir",
+        s(cache),
+        "--json",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+fn entries(cache: &Path) -> Vec<String> {
+    std::fs::read_dir(cache.join("builds-v1"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !n.ends_with(".lock") && !n.starts_with('.') && n != "current.json")
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn setup_installs_a_matching_prebuilt_from_a_loopback_index_with_provenance_prebuilt() {
+    let (_, archive, _) = dist();
+    let (_server, url) = serve(archive.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let c = s(cache.path());
+    let args = setup_args(&url, cache.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = ok_json(&args);
+    assert_eq!(report["provenance"], "prebuilt", "{report}");
+    assert_eq!(report["variant"], VARIANT);
+    assert_eq!(report["outcome"], "built");
+    let entry = PathBuf::from(report["entry"].as_str().unwrap());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(entry.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["provenance"], "prebuilt");
+    // The same verification as a source build ran, against the reference the archive carries.
+    let rt = &manifest["verification"]["runtime"];
+    assert!(rt["generate"]["tokens"].as_u64().unwrap() > 0, "{rt}");
+    assert!(
+        rt["logits"]["reference"]
+            .as_str()
+            .unwrap()
+            .contains("recorded by dist"),
+        "{rt}"
+    );
+
+    let status = ok_json(&["status", "--cache-dir", c]);
+    assert_eq!(status["provenance"], "prebuilt");
+    assert_eq!(status["current"], report["key"]);
+    let bin = status["runtime_bin"].as_str().unwrap();
+    let info = Command::new(bin).args(["info", "--json"]).output().unwrap();
+    assert!(info.status.success());
+
+    // A second run is a hit.
+    assert_eq!(ok_json(&args)["outcome"], "hit");
+}
+
+#[test]
+fn machines_lacking_sse42_or_on_arm64_are_refused_with_the_reason() {
+    let (_, archive, _) = dist();
+    let (_server, url) = serve(archive.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut old: Value = serde_json::from_str(
+        &std::fs::read_to_string(machine("avx2-desktop-haswell.json")).unwrap(),
+    )
+    .unwrap();
+    old["cpu"]["features"] = serde_json::json!([]);
+    old["cpu"]["x86_64_level"] = serde_json::json!(1);
+    let no_sse42 = dir.path().join("no-sse42.json");
+    std::fs::write(&no_sse42, old.to_string()).unwrap();
+    for (m, reason) in [
+        (s(&no_sse42).to_string(), "sse4.2"),
+        (machine("arm64-linux-server-graviton3.json"), "aarch64"),
+    ] {
+        let out = xtask(&[
+            "prebuilt",
+            "select",
+            "--index",
+            &url,
+            "--allow-http",
+            "--machine",
+            &m,
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains(VARIANT) && text.contains(reason),
+            "{m}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_tampered_archive_fails_its_checksum_and_installs_nothing() {
+    let (_, archive, _) = dist();
+    let mut bad = archive.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    let (_server, url) = serve(bad);
+    let cache = tempfile::tempdir().unwrap();
+    let args = setup_args(&url, cache.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = xtask(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("sha256"), "{err}");
+    assert!(
+        entries(cache.path()).is_empty(),
+        "{:?}",
+        entries(cache.path())
+    );
+    assert!(!cache.path().join("builds-v1/current.json").exists());
+}
