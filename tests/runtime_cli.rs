@@ -216,7 +216,7 @@ fn bad(args: &[&str], wants: &[&str]) {
 
 #[test]
 fn bad_model_files_are_refused_with_exit_code_2() {
-    let dir = rt::repo().join("target/runtime-test");
+    let dir = rt::work();
     let missing = dir.join("no-such-model.gguf");
     bad(
         &["generate", "-m", missing.to_str().unwrap(), "x"],

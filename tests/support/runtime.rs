@@ -16,7 +16,7 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-fn work() -> PathBuf {
+pub fn work() -> PathBuf {
     let d = repo().join("target/runtime-test");
     std::fs::create_dir_all(&d).unwrap();
     d
