@@ -142,7 +142,7 @@ fn setup_installs_a_matching_prebuilt_from_a_loopback_index_with_provenance_preb
         "{rt}"
     );
 
-    let status = ok_json(&["status", "--cache-dir", c]);
+    let status = ok_json(&["status", "--cache-dir", c, "--json"]);
     assert_eq!(status["provenance"], "prebuilt");
     assert_eq!(status["current"], report["key"]);
     let bin = status["runtime_bin"].as_str().unwrap();

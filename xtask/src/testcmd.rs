@@ -19,6 +19,19 @@ pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::proces
                 .args(["fmt", "--all", "--check"])
                 .hint("run `cargo fmt --all`"),
         ),
+        // runtime/ is its own workspace (it needs a llama.cpp build to compile).
+        (
+            "format (runtime)",
+            Cmd::new(cargo())
+                .args([
+                    "fmt",
+                    "--all",
+                    "--check",
+                    "--manifest-path",
+                    "runtime/Cargo.toml",
+                ])
+                .hint("run `cargo fmt --all --manifest-path runtime/Cargo.toml`"),
+        ),
         (
             "lints",
             Cmd::new(cargo())
@@ -40,6 +53,20 @@ pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::proces
                 .args(["test", "--workspace"])
                 .args(&args.cargo_test_args)
                 .hint("the failing test's output is above"),
+        ),
+        // After the tests, `setup` has built llama.cpp, so the runtime compiles against it.
+        (
+            "lints (runtime)",
+            Cmd::new(cargo())
+                .args([
+                    "clippy",
+                    "--all-targets",
+                    "--locked",
+                    "--manifest-path",
+                    "runtime/Cargo.toml",
+                ])
+                .args(["--", "-D", "warnings"])
+                .hint("fix the runtime's lints shown above"),
         ),
     ];
     for (name, cmd) in steps {
