@@ -209,21 +209,16 @@ pub fn compare(
     })
 }
 
-/// Finds the raw system-info string (`CPU : SSE3 = 1 | ...`) in `info --json`.
+/// The raw system-info string (`CPU : SSE3 = 1 | ...`) of `info --json`.
 fn system_info_in(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::String(s) if s.contains(" = 1") || s.starts_with("CPU :") => {
-            Some(s.clone())
-        }
-        serde_json::Value::Object(m) => m.values().find_map(system_info_in),
-        serde_json::Value::Array(a) => a.iter().find_map(system_info_in),
-        _ => None,
-    }
+    v.pointer("/compiled_for/system_info/raw")
+        .and_then(|s| s.as_str())
+        .map(str::to_string)
 }
 
+/// The backend device names of `info --json` (`CPU`, `CUDA0`, `Metal`, ...).
 fn device_names(v: &serde_json::Value) -> Vec<String> {
-    v.get("devices")
-        .or_else(|| v.get("compiled_for").and_then(|c| c.get("devices")))
+    v.pointer("/compiled_for/devices")
         .and_then(|d| d.as_array())
         .map(|a| {
             a.iter()
@@ -380,8 +375,12 @@ mod tests {
     }
 
     #[test]
-    fn system_info_is_found_wherever_info_puts_it() {
-        let v = serde_json::json!({"compiled_for": {"system_info": {"raw": "CPU : AVX2 = 1 |"}}});
+    fn system_info_and_devices_are_read_from_info_json() {
+        let v = serde_json::json!({"compiled_for": {
+            "system_info": {"raw": "CPU : AVX2 = 1 |", "features": {"AVX2": "1"}},
+            "devices": [{"name": "CPU", "type": "cpu"}, {"name": "CUDA0", "type": "gpu"}]
+        }});
         assert_eq!(system_info_in(&v).unwrap(), "CPU : AVX2 = 1 |");
+        assert_eq!(device_names(&v), ["CPU", "CUDA0"]);
     }
 }
