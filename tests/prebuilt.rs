@@ -152,6 +152,10 @@ fn dist(dist: &Path, variant: &str) -> Manifest {
             tree_digest: "6a".repeat(32),
         },
         profile_hash: "ab".repeat(32),
+        verification: manifest::VerificationSummary {
+            status: manifest::VerificationStatus::NotRun,
+            detail: "test archive".into(),
+        },
         files: manifest::file_entries(&tree).unwrap(),
         archive: ArchiveRef {
             name,

@@ -477,16 +477,28 @@ fn portable_reference(
     model: &Path,
     progress: &dyn Progress,
 ) -> anyhow::Result<(Vec<f32>, String)> {
-    let portable = portable_machine(req.host);
+    portable_reference_of(ctx, req.host, req.tree, model, progress)
+}
+
+/// The portable build of `host` (built on demand, cached) run on `model`: the reference logits
+/// every other build of the same tree is compared with. `host` can always run it.
+pub fn portable_reference_of(
+    ctx: &Ctx,
+    host: &Machine,
+    tree: &Tree,
+    model: &Path,
+    progress: &dyn Progress,
+) -> anyhow::Result<(Vec<f32>, String)> {
+    let portable = portable_machine(host);
     let profile = crate::profile::plan(&portable, &Default::default());
     let e = ensure(
         ctx,
         &Request {
             label: "portable reference",
             target: &portable,
-            host: req.host,
+            host,
             profile: &profile,
-            tree: req.tree,
+            tree,
             force: false,
             reference: Reference::SelfIsReference,
             with_runtime: true,

@@ -6,7 +6,9 @@
 use crate::artifact::{self, Reference, Request};
 use crate::cli::DistArgs;
 use crate::context::Ctx;
-use crate::prebuilt::manifest::{self, ArchiveRef, Manifest, MANIFEST_SCHEMA};
+use crate::prebuilt::manifest::{
+    self, ArchiveRef, Manifest, VerificationStatus, VerificationSummary, MANIFEST_SCHEMA,
+};
 use crate::prebuilt::{archive, LlamaRef};
 use crate::progress::Progress;
 use serde::Serialize;
@@ -110,6 +112,34 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
         stage.join(VERIFICATION_FILE),
         serde_json::to_vec_pretty(&verification)?,
     )?;
+    // The portable reference logits always travel in the archive, computed here (this host can
+    // always run its portable build), so the target verifies the archive where it is installed
+    // even when nothing could run here.
+    let checked: Option<artifact::Verification> = serde_json::from_value(verification.clone()).ok();
+    let ran = checked.as_ref().and_then(|v| v.runtime.as_ref());
+    let model = artifact::tiny_model(ctx)?;
+    let (model_sha256, _) = crate::hashing::sha256_file(&model)?;
+    let (logits, reference_name) = match ran.and_then(|r| r.logits.as_ref()) {
+        Some(l) if !l.reference_values.is_empty() => {
+            (l.reference_values.clone(), l.reference.clone())
+        }
+        _ => artifact::portable_reference_of(ctx, &host, &tree, &model, progress)?,
+    };
+    let shipped = crate::prebuilt::reference::ShippedReference {
+        schema: crate::prebuilt::reference::SCHEMA,
+        reference: format!("{reference_name} on {} {}", host.os.value, host.arch.value),
+        model: model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        model_sha256,
+        logits,
+    };
+    fs_err::write(
+        stage.join(crate::prebuilt::reference::FILE),
+        serde_json::to_vec_pretty(&shipped)?,
+    )?;
+    let summary = summarize(checked.as_ref(), ran);
     let archive_path = args.out.join(manifest::archive_name(&variant.name));
     let packed = archive::pack_dir(&stage, &archive_path);
     let files = manifest::file_entries(&stage);
@@ -128,6 +158,7 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
             tree_digest: tree.digest.clone(),
         },
         profile_hash: profile.hash.clone(),
+        verification: summary,
         files: files?,
         archive: ArchiveRef {
             name: manifest::archive_name(&variant.name),
@@ -144,10 +175,8 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
         manifest: manifest_path,
         sha256: packed.sha256,
         size: packed.size,
-        verification_skipped: verification
-            .get("skipped")
-            .and_then(|s| s.as_str())
-            .map(str::to_string),
+        verification_skipped: (m.verification.status == VerificationStatus::NotRun)
+            .then(|| m.verification.detail.clone()),
     };
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -161,8 +190,41 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
         );
         println!("  manifest: {}", report.manifest.display());
         if let Some(why) = &report.verification_skipped {
-            println!("  runtime checks not run here: {why}");
+            println!("  NOT VERIFIED HERE: {why}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The manifest's verification summary: `verified` only when the runtime's checks ran and
+/// passed here; otherwise `not_run` with the reason.
+fn summarize(
+    checked: Option<&artifact::Verification>,
+    ran: Option<&crate::verify::runtime::RuntimeReport>,
+) -> VerificationSummary {
+    match (checked, ran) {
+        (_, Some(r)) => VerificationSummary {
+            status: VerificationStatus::Verified,
+            detail: format!(
+                "runtime verified on the build host: {} tokens generated{}",
+                r.generate.tokens,
+                r.logits
+                    .as_ref()
+                    .map(|l| format!(
+                        ", logits within {:.1e} of {}",
+                        l.max_abs_diff, l.reference
+                    ))
+                    .unwrap_or_default()
+            ),
+        },
+        (v, None) => VerificationSummary {
+            status: VerificationStatus::NotRun,
+            detail: format!(
+                "the runtime checks did not run on the build host ({}); `setup` verifies the archive on its target against the reference logits it carries ({})",
+                v.and_then(|v| v.skipped.clone())
+                    .unwrap_or_else(|| "no verification report".into()),
+                crate::prebuilt::reference::FILE
+            ),
+        },
+    }
 }

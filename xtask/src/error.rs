@@ -89,6 +89,9 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::prebuilt::index::IndexError>() {
             return Some(e.hint());
         }
+        if let Some(e) = cause.downcast_ref::<crate::prebuilt::reference::ReferenceError>() {
+            return Some(e.hint());
+        }
         if let Some(e) = cause.downcast_ref::<crate::prebuilt::PrebuiltError>() {
             if let Some(h) = e.hint() {
                 return Some(h);

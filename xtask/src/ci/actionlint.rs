@@ -64,13 +64,13 @@ pub fn command(root: &Path, files: &[PathBuf], known_labels: &[String]) -> Cmd {
         .hint("fix the workflow template ci/workflow.yml.j2 (or ci/matrix.toml), then `cargo xtask ci generate`")
 }
 
-/// The runner labels of the matrix (accepted by the lint even where actionlint does not know them).
-pub fn matrix_labels(root: &Path) -> anyhow::Result<Vec<String>> {
-    let matrix = super::matrix::Matrix::load(root)?;
-    let mut labels: Vec<String> = matrix.variants.iter().map(|v| v.runner.clone()).collect();
-    labels.sort();
-    labels.dedup();
-    Ok(labels)
+/// The runner labels the lint accepts: exactly the known GitHub-hosted labels of
+/// `ci/runners.toml` (never whatever the matrix names, so a typo fails here too).
+pub fn known_labels() -> Vec<String> {
+    super::runners::known()
+        .into_iter()
+        .map(|l| l.name)
+        .collect()
 }
 
 /// Installs Node.js and npm through the system package manager when either is missing (saying
@@ -99,7 +99,9 @@ pub fn ensure_node(ctx: &Ctx) -> anyhow::Result<()> {
 /// the command that lints the generated workflow.
 pub fn test_step(ctx: &Ctx) -> anyhow::Result<Cmd> {
     let root = &ctx.repo_root;
-    let labels = matrix_labels(root)?;
+    // The matrix must load (runner labels checked) before anything is installed.
+    super::matrix::Matrix::load(root)?;
+    let labels = known_labels();
     ensure_node(ctx)?;
     ensure(root)?;
     Ok(command(

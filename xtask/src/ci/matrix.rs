@@ -41,6 +41,36 @@ pub struct VariantDecl {
     /// Machine's `cuda.version`.
     #[serde(default)]
     pub cuda_installer: Option<String>,
+    /// How much of this variant a machine without its hardware proves (see [`Status`]).
+    pub status: Status,
+    /// What proves it (a test or a documented command with its recorded run), or, for an
+    /// experimental variant, why it is not proven.
+    pub proof: String,
+}
+
+/// How far a variant is proven by this repository, on a Linux x86-64 machine with no GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Built, and its runtime verified (logits vs the portable build) on such a machine.
+    Verified,
+    /// Built with a cross compiler; its C verification program runs under emulation.
+    Emulated,
+    /// Compiled and linked for real; not run on its hardware.
+    Compiled,
+    /// Not proven here: published for trial only, with the reason in `proof`.
+    Experimental,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Verified => "verified",
+            Status::Emulated => "emulated",
+            Status::Compiled => "compiled",
+            Status::Experimental => "experimental",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +92,8 @@ pub struct Variant {
     pub target: String,
     pub archive: ArchiveFormat,
     pub cuda_installer: Option<String>,
+    pub status: Status,
+    pub proof: String,
     /// Repository-relative path of the declared Machine.
     pub machine_file: String,
     #[serde(skip)]
@@ -85,6 +117,8 @@ pub struct IncludeEntry {
     pub cuda: String,
     pub os: String,
     pub arch: String,
+    /// `verified`, `emulated`, `compiled` or `experimental` (see `ci/matrix.toml`).
+    pub status: String,
 }
 
 /// `ci matrix --json`: what a workflow's `matrix:` consumes.
@@ -250,12 +284,25 @@ impl Matrix {
                     machine.name
                 )));
             }
+            let runner = super::runners::find(&decl.runner).map_err(&fail)?;
+            if decl.proof.trim().is_empty() {
+                return Err(fail(format!(
+                    "`proof` is empty: say what proves a `{}` variant (a test or a documented command), or why it is experimental",
+                    decl.status.as_str()
+                )));
+            }
             let Some((os, arch)) = triple_os_arch(&decl.target) else {
                 return Err(fail(format!(
                     "target `{}` is not a supported triple (x86_64/aarch64 on linux, apple-darwin or windows)",
                     decl.target
                 )));
             };
+            if (os, arch) != (runner.os.as_str(), runner.arch.as_str()) {
+                return Err(fail(format!(
+                    "runner {} is {} {}, but target {} is {os} {arch}: each variant builds natively on its runner",
+                    runner.name, runner.os, runner.arch, decl.target
+                )));
+            }
             if (os, arch) != (machine.os.value.as_str(), machine.arch.value.as_str()) {
                 return Err(fail(format!(
                     "target {} is {os} {arch}, but {machine_file} declares {} {}",
@@ -301,6 +348,8 @@ impl Matrix {
                 target: decl.target.clone(),
                 archive: decl.archive,
                 cuda_installer: decl.cuda_installer.clone(),
+                status: decl.status,
+                proof: decl.proof.trim().to_string(),
                 machine_file,
                 machine,
                 requirements,
@@ -341,6 +390,7 @@ impl Matrix {
                     cuda: v.cuda_installer.clone().unwrap_or_default(),
                     os: v.requirements.os.clone(),
                     arch: v.requirements.arch.clone(),
+                    status: v.status.as_str().to_string(),
                 })
                 .collect(),
         }
@@ -357,8 +407,9 @@ impl Matrix {
                 _ => String::new(),
             };
             out.push_str(&format!(
-                "{:<24} {:<18} {:<26} {} {}; cpu [{}]{gpu}\n",
+                "{:<24} {:<13} {:<18} {:<26} {} {}; cpu [{}]{gpu}\n",
                 v.name,
+                v.status.as_str(),
                 v.runner,
                 v.target,
                 r.os,
@@ -386,7 +437,7 @@ mod tests {
         })
     }
 
-    const V3: &str = "[[variant]]\nname = \"linux-x86_64-v3\"\nrunner = \"ubuntu-24.04\"\ntarget = \"x86_64-unknown-linux-gnu\"\narchive = \"tar.gz\"\n";
+    const V3: &str = "[[variant]]\nname = \"linux-x86_64-v3\"\nrunner = \"ubuntu-24.04\"\ntarget = \"x86_64-unknown-linux-gnu\"\narchive = \"tar.gz\"\nstatus = \"verified\"\nproof = \"t\"\n";
 
     #[test]
     fn checked_in_matrix_loads_with_the_expected_variants() {
@@ -423,7 +474,7 @@ mod tests {
         let e = parse(&format!("schema = 1\n{V3}runnr = \"x\"\n")).unwrap_err();
         let msg = e.to_string();
         assert!(
-            msg.starts_with("m.toml:7:1:") && msg.contains("runnr"),
+            msg.starts_with("m.toml:9:1:") && msg.contains("runnr"),
             "{msg}"
         );
     }
@@ -432,7 +483,7 @@ mod tests {
     fn duplicate_names_are_refused_at_the_second() {
         let e = parse(&format!("schema = 1\n{V3}\n{V3}")).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("m.toml:8:"), "{msg}");
+        assert!(msg.starts_with("m.toml:10:"), "{msg}");
         assert!(msg.contains("appears twice"), "{msg}");
     }
 
@@ -448,9 +499,69 @@ mod tests {
 
     #[test]
     fn target_must_agree_with_the_machine() {
-        let text = V3.replace("x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu");
+        let text = V3
+            .replace("x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu")
+            .replace("\"ubuntu-24.04\"", "\"ubuntu-24.04-arm\"");
         let e = parse(&format!("schema = 1\n{text}")).unwrap_err();
         assert!(e.to_string().contains("declares linux x86_64"), "{e}");
+    }
+
+    #[test]
+    fn a_runner_label_typo_fails_when_the_matrix_loads() {
+        let text = V3.replace("\"ubuntu-24.04\"", "\"ubuntu-24.4\"");
+        let e = parse(&format!("schema = 1\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("m.toml:2:"), "{e}");
+        assert!(
+            e.contains("`ubuntu-24.4` is not a known GitHub-hosted runner label"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `ubuntu-24.04`?"), "{e}");
+    }
+
+    #[test]
+    fn a_runner_of_another_os_or_cpu_is_refused() {
+        let text = V3.replace("\"ubuntu-24.04\"", "\"ubuntu-24.04-arm\"");
+        let e = parse(&format!("schema = 1\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("runner ubuntu-24.04-arm is linux aarch64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn status_and_proof_are_required() {
+        let text = V3.replace("proof = \"t\"\n", "");
+        let e = parse(&format!("schema = 1\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("proof"), "{e}");
+        let text = V3.replace("proof = \"t\"", "proof = \" \"");
+        let e = parse(&format!("schema = 1\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`proof` is empty"), "{e}");
+        let text = V3.replace("\"verified\"", "\"probably\"");
+        assert!(parse(&format!("schema = 1\n{text}")).is_err());
+    }
+
+    #[test]
+    fn every_test_a_proof_names_exists() {
+        let m = Matrix::load(&root()).unwrap();
+        for v in &m.variants {
+            for word in v.proof.split_whitespace() {
+                let w = word.trim_matches(|c: char| "`,.;:()".contains(c));
+                if w.starts_with("tests/") || w.starts_with("docs/") {
+                    assert!(root().join(w).is_file(), "{}: {w} does not exist", v.name);
+                }
+            }
+            if v.status == Status::Experimental {
+                assert!(v.proof.len() > 20, "{}: say why it is experimental", v.name);
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 pub mod actionlint;
 pub mod matrix;
+pub mod readme_table;
+pub mod runners;
 pub mod workflow;
 
 use crate::cli::{CiArgs, CiCommand};
@@ -26,10 +28,21 @@ pub fn run(ctx: &Ctx, args: &CiArgs) -> anyhow::Result<ExitCode> {
         CiCommand::Generate { check } => {
             if *check {
                 workflow::check(root)?;
-                ctx.info(format!("{} is up to date", workflow::WORKFLOW_PATH));
+                workflow::check_readme(root)?;
+                ctx.info(format!(
+                    "{} and the variant table in {} are up to date",
+                    workflow::WORKFLOW_PATH,
+                    readme_table::README_PATH
+                ));
             } else {
                 workflow::generate(root, &root.join(workflow::WORKFLOW_PATH))?;
                 ctx.info(format!("wrote {}", workflow::WORKFLOW_PATH));
+                if workflow::generate_readme(root)? {
+                    ctx.info(format!(
+                        "updated the variant table in {}",
+                        readme_table::README_PATH
+                    ));
+                }
             }
         }
         CiCommand::Lint => actionlint::lint_workflow(ctx)?,

@@ -74,6 +74,34 @@ pub fn generate(root: &Path, out: &Path) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// Rewrites the variant table in `root`'s README.md (atomically); whether it changed.
+pub fn generate_readme(root: &Path) -> anyhow::Result<bool> {
+    let (current, new) = super::readme_table::fresh(root, &Matrix::load(root)?)?;
+    if current != new {
+        crate::fsx::write_atomic(&root.join(super::readme_table::README_PATH), new.as_bytes())?;
+    }
+    Ok(current != new)
+}
+
+/// Compares the README's variant table under `root` with a fresh render.
+pub fn check_readme(root: &Path) -> anyhow::Result<()> {
+    let (current, new) = super::readme_table::fresh(root, &Matrix::load(root)?)?;
+    if current == new {
+        return Ok(());
+    }
+    Err(StaleError {
+        path: super::readme_table::README_PATH.into(),
+        sources: super::matrix::MATRIX_PATH.into(),
+        diff: unified_diff(
+            &current,
+            &new,
+            "README.md (checked in)",
+            "README.md (generated)",
+        ),
+    }
+    .into())
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{path} is out of date with {sources}:\n{diff}")]
 pub struct StaleError {
@@ -145,6 +173,32 @@ mod tests {
         }
         assert!(text.contains("cargo xtask dist --variant \"$VARIANT\" --out dist/"));
         assert!(text.contains("cargo xtask prebuilt index --from dist/ --base-url"));
+    }
+
+    #[test]
+    fn the_release_job_uploads_to_the_urls_the_index_names() {
+        let text = render(&matrix());
+        // The index's base URL is the tag's release download folder ...
+        assert!(text.contains(
+            "BASE_URL: ${{ github.server_url }}/${{ github.repository }}/releases/download/${{ github.ref_name }}"
+        ));
+        // ... and the release job uploads every file of dist/ (archives, manifests, index.json)
+        // to that same tag's release, only on version tags, with write permission.
+        let release = &text[text.find("\n  release:\n").expect("a release job")..];
+        assert!(release.contains("needs: index"), "{release}");
+        assert!(
+            release.contains("startsWith(github.ref, 'refs/tags/v')"),
+            "{release}"
+        );
+        assert!(release.contains("contents: write"), "{release}");
+        assert!(release.contains("TAG: ${{ github.ref_name }}"), "{release}");
+        assert!(
+            release.contains("gh release upload \"$TAG\" dist/*"),
+            "{release}"
+        );
+        assert!(release.contains("pattern: prebuilt-*"), "{release}");
+        // Only the release job may write.
+        assert_eq!(text.matches("contents: write").count(), 1);
     }
 
     #[test]

@@ -101,21 +101,29 @@ fn install(
         let prefix = staging.join("prefix");
         super::archive::extract_safe(&archive, &prefix)?;
         fs_err::remove_dir_all(&downloads)?;
-        // The archive's own report carries the portable reference logits of the tiny model.
+        // The archive carries the portable reference logits of the verification model
+        // (reference-logits.json; older archives only inside their verification report).
+        let ours = crate::artifact::tiny_model(ctx)?;
+        let (ours_sha256, _) = crate::hashing::sha256_file(&ours)?;
+        let carried = super::reference::read(&prefix)?
+            .map(|r| r.for_model(&ours, &ours_sha256))
+            .transpose()?;
         let shipped: Option<Verification> =
             fs_err::read_to_string(prefix.join(crate::dist::VERIFICATION_FILE))
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok());
-        let reference = shipped
-            .and_then(|v| v.runtime)
-            .and_then(|r| r.logits)
-            .filter(|l| !l.reference_values.is_empty())
-            .map(|l| {
-                (
-                    l.reference_values,
-                    format!("{} (recorded by dist)", l.reference),
-                )
-            });
+        let reference = carried.or_else(|| {
+            shipped
+                .and_then(|v| v.runtime)
+                .and_then(|r| r.logits)
+                .filter(|l| !l.reference_values.is_empty())
+                .map(|l| {
+                    (
+                        l.reference_values,
+                        format!("{} (recorded by dist)", l.reference),
+                    )
+                })
+        });
         let from_archive = |_: &Path| -> anyhow::Result<crate::artifact::ReferenceLogits> {
             reference.clone().map(Some).ok_or_else(|| {
                 anyhow::anyhow!(

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Bumped when the manifest's JSON shape changes incompatibly.
-pub const MANIFEST_SCHEMA: u32 = 1;
+pub const MANIFEST_SCHEMA: u32 = 2;
 /// Manifests are `<variant>.manifest.json` beside `<archive>`.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 
@@ -22,9 +22,31 @@ pub struct Manifest {
     pub llama: LlamaRef,
     /// The profile's hash (sha256 of its CMake script): the build decisions' identity.
     pub profile_hash: String,
+    /// Whether the runtime checks ran where the archive was built.
+    pub verification: VerificationSummary,
     /// Every file in the archive, sorted by path (`/`-separated).
     pub files: Vec<FileEntry>,
     pub archive: ArchiveRef,
+}
+
+/// What `dist` proved before packing: an archive is never published as verified when it was not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationSummary {
+    pub status: VerificationStatus,
+    /// What ran and what it showed, or why nothing ran (and what verifies it instead).
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationStatus {
+    /// The runtime's checks (features, generation, logits vs the portable build) passed on the
+    /// build host.
+    Verified,
+    /// The build host cannot run it (another CPU, GPU or OS); it is verified at install time
+    /// against the reference logits in the archive.
+    NotRun,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +274,10 @@ mod tests {
                 tree_digest: "d".into(),
             },
             profile_hash: "p".into(),
+            verification: VerificationSummary {
+                status: VerificationStatus::Verified,
+                detail: "t".into(),
+            },
             files: vec![],
             archive: ArchiveRef {
                 name: archive_name("v"),

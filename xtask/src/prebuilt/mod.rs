@@ -8,6 +8,7 @@ pub mod archive;
 pub mod index;
 pub mod install;
 pub mod manifest;
+pub mod reference;
 pub mod select;
 
 use crate::download::{self, DownloadError, Expected, Sha256Hex};
