@@ -44,8 +44,29 @@ fn dist() -> &'static (PathBuf, Vec<u8>, Value) {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist-v2");
         let _ = std::fs::remove_dir_all(&dir);
         let report = ok_json(&["dist", "--variant", VARIANT, "--out", s(&dir), "--json"]);
-        // v2 runs here, so dist verified it (not skipped).
+        // v2 runs here, so dist verified it (not skipped), and its manifest says so.
         assert!(report["verification_skipped"].is_null(), "{report}");
+        let manifest: Value = serde_json::from_str(
+            &std::fs::read_to_string(report["manifest"].as_str().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["verification"]["status"], "verified", "{manifest}");
+        assert!(
+            manifest["verification"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("logits within"),
+            "{manifest}"
+        );
+        // The portable reference logits travel in the archive with the test model's sha256.
+        assert!(
+            manifest["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["path"] == "reference-logits.json"),
+            "{manifest}"
+        );
         let archive = std::fs::read(report["archive"].as_str().unwrap()).unwrap();
         let index_path = dir.join("index.json");
         let out = xtask(&["prebuilt", "index", "--from", s(&dir), "-o", s(&index_path)]);
@@ -138,7 +159,7 @@ fn setup_installs_a_matching_prebuilt_from_a_loopback_index_with_provenance_preb
         rt["logits"]["reference"]
             .as_str()
             .unwrap()
-            .contains("recorded by dist"),
+            .contains("shipped in the archive"),
         "{rt}"
     );
 
@@ -212,4 +233,59 @@ fn a_tampered_archive_fails_its_checksum_and_installs_nothing() {
         entries(cache.path())
     );
     assert!(!cache.path().join("builds-v1/current.json").exists());
+}
+
+/// The dist archive repacked with `edit` applied to its extracted files, and an index for it.
+fn repacked(edit: impl Fn(&Path)) -> (Vec<u8>, Value) {
+    let (_, archive, index) = dist();
+    let t = tempfile::tempdir().unwrap();
+    let packed = t.path().join("in.tar.gz");
+    std::fs::write(&packed, archive).unwrap();
+    let tree = t.path().join("tree");
+    xtask::prebuilt::archive::extract_safe(&packed, &tree).unwrap();
+    edit(&tree);
+    let out = t.path().join("out.tar.gz");
+    let p = xtask::prebuilt::archive::pack_dir(&tree, &out).unwrap();
+    let mut index = index.clone();
+    index["artifacts"][0]["sha256"] = p.sha256.clone().into();
+    index["artifacts"][0]["size"] = p.size.into();
+    (std::fs::read(&out).unwrap(), index)
+}
+
+#[test]
+fn reference_logits_of_another_test_model_are_refused_and_nothing_is_installed() {
+    let (bad, index) = repacked(|tree| {
+        let path = tree.join("reference-logits.json");
+        let mut r: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        r["model"] = "tiny-from-another-writer.gguf".into();
+        r["model_sha256"] = "0".repeat(64).into();
+        std::fs::write(&path, r.to_string()).unwrap();
+    });
+    let server = Server::start();
+    server.route(
+        &format!("/q/tunellama-{VARIANT}.tar.gz"),
+        bad,
+        vec![Reply::ok()],
+    );
+    server.route(
+        "/q/index.json",
+        serde_json::to_vec(&index).unwrap(),
+        vec![Reply::ok()],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let args = setup_args(&server.url("/q/index.json"), cache.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = xtask(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("tiny-from-another-writer.gguf") && err.contains(&"0".repeat(64)),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+    assert!(
+        entries(cache.path()).is_empty(),
+        "{:?}",
+        entries(cache.path())
+    );
 }
