@@ -79,11 +79,29 @@ pub struct Verification {
 /// reference itself.
 pub type ReferenceLogits = Option<(Vec<f32>, String)>;
 
-pub fn toolchain_and_fingerprint(host: &Machine) -> (cache::Toolchain, Fingerprint) {
-    (
-        crate::setup::toolchain_of(host),
-        crate::setup::fingerprint_of(host),
-    )
+/// The toolchain that compiles `profile`: nvcc only counts when the profile compiles CUDA, so
+/// installing a toolkit does not invalidate CPU builds.
+pub fn toolchain_for(profile: &Profile, host: &Machine) -> cache::Toolchain {
+    let mut t = crate::setup::toolchain_of(host);
+    if profile.decision("GGML_CUDA") != Some("ON") {
+        t.nvcc = None;
+    }
+    t
+}
+
+/// The key inputs of a build of `profile` on `host` (everything that changes its bytes).
+pub fn key_inputs(
+    profile: &Profile,
+    host: &Machine,
+    tree_digest: &str,
+    runtime_source: Option<String>,
+) -> KeyInputs {
+    KeyInputs {
+        tree_digest: tree_digest.to_string(),
+        profile_hash: profile.hash.clone(),
+        toolchain: toolchain_for(profile, host),
+        runtime_source,
+    }
 }
 
 /// The portable baseline of this host: a declared machine with no optional CPU features and no
@@ -113,17 +131,17 @@ pub fn portable_machine(host: &Machine) -> Machine {
 
 /// Finds or builds the entry for `req`, verifies it, and publishes it.
 pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Result<Ensured> {
-    let (toolchain, fingerprint) = toolchain_and_fingerprint(req.host);
-    let inputs = KeyInputs {
-        tree_digest: req.tree.digest.clone(),
-        profile_hash: req.profile.hash.clone(),
-        toolchain,
-        runtime_source: if req.with_runtime {
+    let fingerprint = crate::setup::fingerprint_of(req.host);
+    let inputs = key_inputs(
+        req.profile,
+        req.host,
+        &req.tree.digest,
+        if req.with_runtime {
             Some(runtime_build::source_digest(&ctx.repo_root)?)
         } else {
             None
         },
-    };
+    );
     let key = cache::key_of(&inputs);
     let decisions: Vec<(String, String)> = req
         .profile
@@ -240,15 +258,15 @@ fn build_and_publish(
             req.label,
             sibling.display()
         ));
-        for part in ["include", "lib", crate::build::LINK_FILE] {
-            let from = sibling.join("prefix").join(part);
-            if from.is_dir() {
-                crate::fsx::copy_dir(&from, &prefix.join(part))?;
-            } else {
-                fs_err::create_dir_all(&prefix)?;
-                fs_err::copy(&from, prefix.join(part))?;
-            }
+        for part in ["include", "lib"] {
+            crate::fsx::copy_dir(&sibling.join("prefix").join(part), &prefix.join(part))?;
         }
+        // Described afresh, so a fixed link rule applies without recompiling llama.cpp.
+        let link = crate::build::describe_link(&prefix)?;
+        crate::fsx::write_atomic(
+            &prefix.join(crate::build::LINK_FILE),
+            &serde_json::to_vec_pretty(&link)?,
+        )?;
         fs_err::copy(sibling.join("build.log"), &log)?;
         build_seconds = Cache::read_manifest(&sibling)
             .map(|m| m.build_seconds)
