@@ -73,6 +73,53 @@ pub struct Verification {
     pub runtime: Option<RuntimeReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// A GPU build on a host without that GPU: the runtime was started and reported the missing
+    /// device as documented (exit code 4) instead of running on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_device: Option<NoDeviceCheck>,
+}
+
+/// What `tunellama info` said on a host without the build's GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoDeviceCheck {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    /// Its `error:` line.
+    pub message: String,
+}
+
+/// The runtime's documented exit code for "built for CUDA but no CUDA device is usable"
+/// (runtime/README.md).
+pub const RUNTIME_EXIT_NO_GPU: i32 = 4;
+
+/// Starts a CUDA build's runtime on a host without an NVIDIA GPU and checks that it refuses with
+/// the documented exit code and a message naming the missing driver/device.
+pub fn check_no_device_report(bin: &Path) -> anyhow::Result<NoDeviceCheck> {
+    let cmd = crate::cmd::Cmd::new(bin)
+        .arg("info")
+        .timeout(std::time::Duration::from_secs(120));
+    let out = cmd.output()?;
+    let message = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("")
+        .to_string();
+    if out.status != Some(RUNTIME_EXIT_NO_GPU)
+        || !message.contains("built for CUDA but no CUDA device is usable")
+    {
+        anyhow::bail!(
+            "`{}` on a machine without an NVIDIA GPU should exit with {RUNTIME_EXIT_NO_GPU} and say that no CUDA device is usable; it exited with {:?}:\n{}",
+            cmd.display(),
+            out.status,
+            out.combined()
+        );
+    }
+    Ok(NoDeviceCheck {
+        command: cmd.display(),
+        exit_code: out.status,
+        message,
+    })
 }
 
 /// The portable logits of the tiny model and where they came from; `None`: this build is the
@@ -382,6 +429,7 @@ pub fn verification(
             smoke: smoke(ctx, req.host, prefix, key)?,
             runtime: None,
             skipped: Some("--lib-only: no runtime built".into()),
+            no_device: None,
         });
     }
     let reference = |model: &Path| -> anyhow::Result<ReferenceLogits> {
@@ -438,11 +486,33 @@ pub fn verify_prefix(
     let info = read_info(prefix)?;
     let required = info.compiled_for.required_cpu_features.clone();
     if let Some(why) = cannot_run_here(host, &required, &info) {
+        let cuda_without_gpu = info.compiled_for.backends.iter().any(|b| b == "cuda")
+            && host.gpus().is_empty()
+            && why.starts_with("needs a GPU");
+        if cuda_without_gpu {
+            // Not verified (no GPU to compute on), but started: it must say so clearly.
+            let check = check_no_device_report(&runtime_build::binary_in(prefix))?;
+            let what = format!(
+                "compiled, started, no driver: reported clearly (exit {}: {})",
+                check.exit_code.unwrap_or(-1),
+                check.message
+            );
+            ctx.info(format!(
+                "{label}: not verified on this machine ({why}); {what}"
+            ));
+            return Ok(Verification {
+                smoke,
+                runtime: None,
+                skipped: Some(what),
+                no_device: Some(check),
+            });
+        }
         ctx.info(format!("{label}: not run on this machine: {why}"));
         return Ok(Verification {
             smoke,
             runtime: None,
             skipped: Some(why),
+            no_device: None,
         });
     }
     let model = tiny_model(ctx)?;
@@ -485,6 +555,7 @@ pub fn verify_prefix(
         smoke,
         runtime: Some(report),
         skipped: None,
+        no_device: None,
     })
 }
 
