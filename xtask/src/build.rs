@@ -336,14 +336,17 @@ pub fn cuda_link(lib_dir: Option<&Path>, no_vmm: bool) -> (Vec<String>, Vec<Stri
     let has = |f: &str| lib_dir.is_some_and(|d| d.join(f).is_file());
     let mut libs = vec!["cudart_static".to_string()];
     let mut rpath = Vec::new();
-    if has("libcublas_static.a") || lib_dir.is_none() {
-        libs.extend(["cublas_static", "cublasLt_static"].map(String::from));
-        if has("libculibos.a") || lib_dir.is_none() {
-            libs.push("culibos".into());
+    match lib_dir {
+        Some(dir) if !has("libcublas_static.a") => {
+            libs.extend(["cublas", "cublasLt"].map(String::from));
+            rpath.push(dir.display().to_string());
         }
-    } else {
-        libs.extend(["cublas", "cublasLt"].map(String::from));
-        rpath.push(lib_dir.expect("checked").display().to_string());
+        _ => {
+            libs.extend(["cublas_static", "cublasLt_static"].map(String::from));
+            if has("libculibos.a") || lib_dir.is_none() {
+                libs.push("culibos".into());
+            }
+        }
     }
     if !no_vmm {
         libs.push("cuda".into());

@@ -237,6 +237,79 @@ pub fn substitute(
     }
 }
 
+/// `cuobjdump` (lists the GPU code inside an object), from its own wheel into its own directory
+/// (`<cache>/toolchains/cuobjdump-<version>/`): only the checks need it, not the build, so it is
+/// not part of the toolkit (and adding it does not move the toolkit's path, a key input).
+pub const CUOBJDUMP_WHEEL: (&str, &str) = ("nvidia-cuda-cuobjdump", "13.5.37");
+
+/// Installs the cuobjdump wheel once (stage + rename, like the toolkit) and returns the program.
+pub fn ensure_cuobjdump(ctx: &Ctx) -> Result<PathBuf, WheelsError> {
+    let (name, version) = CUOBJDUMP_WHEEL;
+    let dir = ctx
+        .cache_dir
+        .join("toolchains")
+        .join(format!("cuobjdump-{version}"));
+    let exe = dir.join("site").join(PREFIX_IN_SITE).join("bin/cuobjdump");
+    if dir.join(MARKER).is_file() && exe.is_file() {
+        return Ok(exe);
+    }
+    let py = ensure_pip(ctx)?;
+    let parent = dir.parent().expect("has parent").to_path_buf();
+    fs_err::create_dir_all(&parent).map_err(io(&parent))?;
+    let stage = parent.join(format!(
+        ".staging-cuobjdump-{version}-{}",
+        std::process::id()
+    ));
+    if stage.exists() {
+        fs_err::remove_dir_all(&stage).map_err(io(&stage))?;
+    }
+    ctx.info(format!(
+        "installing cuobjdump from NVIDIA's wheel {name}=={version} into {} (to list the GPU code in compiled objects)",
+        dir.display()
+    ));
+    let cmd = Cmd::new(&py)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--target",
+        ])
+        .arg(stage.join("site").as_os_str())
+        .arg(format!("{name}=={version}"));
+    cmd.run_inherit().map_err(|e| WheelsError::Pip {
+        command: cmd.display(),
+        source: Box::new(e),
+    })?;
+    let staged = stage
+        .join("site")
+        .join(PREFIX_IN_SITE)
+        .join("bin/cuobjdump");
+    if !staged.is_file() {
+        return Err(WheelsError::Incomplete {
+            dir: stage.display().to_string(),
+            what: "bin/cuobjdump".into(),
+        });
+    }
+    let m = stage.join(MARKER);
+    fs_err::write(&m, format!("{{\"wheels\": [\"{name}=={version}\"]}}\n")).map_err(io(&m))?;
+    if fs_err::rename(&stage, &dir).is_err() && exe.is_file() {
+        let _ = fs_err::remove_dir_all(&stage);
+    }
+    if exe.is_file() {
+        Ok(exe)
+    } else {
+        Err(WheelsError::Incomplete {
+            dir: dir.display().to_string(),
+            what: "bin/cuobjdump".into(),
+        })
+    }
+}
+
 /// `libcudart.so -> libcudart.so.13` etc., relative links beside the real files.
 pub fn add_unversioned_links(lib: &Path) -> Result<(), WheelsError> {
     for (link, target) in UNVERSIONED_LINKS {

@@ -507,12 +507,21 @@ fn decide_cuda(
         ));
     }
     Ok(format!(
-        "CUDA {}: {}",
+        "CUDA {}{}: {}; {}",
         tk.map(|t| t.version.as_str()).unwrap_or("?"),
+        if tk.is_some_and(|t| t.from_wheels) {
+            " (wheels)"
+        } else {
+            ""
+        },
         if archs.is_empty() {
             "default architectures".into()
         } else {
             archs.join(";")
-        }
+        },
+        CUDA_PROOF
     ))
 }
+
+/// What a CUDA build proves where it is built (docs/cuda.md), for `profile --explain`.
+pub const CUDA_PROOF: &str = "verified (logits vs the portable build) only on a machine with a usable NVIDIA GPU; elsewhere setup proves it compiles, links and starts, and that the runtime reports the missing driver/device (exit 4)";
