@@ -16,6 +16,14 @@ pub const EXIT_NO_GPU: u8 = 4;
 const LIBCUDA: &str = "libcuda.so.1";
 
 /// Whether the NVIDIA driver library can be loaded; `Err` carries the loader's message.
+/// (Elsewhere than Unix the reason is left to llama.cpp's own log line.)
+#[cfg(not(unix))]
+fn driver_loadable() -> std::result::Result<(), String> {
+    Ok(())
+}
+
+/// Whether the NVIDIA driver library can be loaded; `Err` carries the loader's message.
+#[cfg(unix)]
 #[allow(unsafe_code)]
 fn driver_loadable() -> std::result::Result<(), String> {
     let name = std::ffi::CString::new(LIBCUDA).expect("no NUL");
