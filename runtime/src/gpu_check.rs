@@ -18,41 +18,47 @@ const LIBCUDA: &str = "libcuda.so.1";
 /// Whether the NVIDIA driver library can be loaded; `Err` carries the loader's message.
 /// (Elsewhere than Unix the reason is left to llama.cpp's own log line.)
 #[cfg(not(unix))]
-fn driver_loadable() -> std::result::Result<(), String> {
-    Ok(())
+fn driver_loadable() -> Option<std::result::Result<(), String>> {
+    None
 }
 
 /// Whether the NVIDIA driver library can be loaded; `Err` carries the loader's message.
 #[cfg(unix)]
 #[allow(unsafe_code)]
-fn driver_loadable() -> std::result::Result<(), String> {
+fn driver_loadable() -> Option<std::result::Result<(), String>> {
     let name = std::ffi::CString::new(LIBCUDA).expect("no NUL");
     // SAFETY: dlopen/dlclose/dlerror with a valid C string; the handle is closed at once.
     unsafe {
         let h = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
         if h.is_null() {
             let e = libc::dlerror();
-            return Err(if e.is_null() {
+            return Some(Err(if e.is_null() {
                 "not found".into()
             } else {
                 std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
-            });
+            }));
         }
         libc::dlclose(h);
     }
-    Ok(())
+    Some(Ok(()))
 }
 
 /// The message for a CUDA build on a machine where ggml found no CUDA device.
-pub fn no_cuda_device_message(driver: std::result::Result<(), String>, log: &[String]) -> String {
+/// `driver`: whether `libcuda.so.1` loads (`None`: not checked on this platform).
+pub fn no_cuda_device_message(
+    driver: Option<std::result::Result<(), String>>,
+    log: &[String],
+) -> String {
+    let ggml = log
+        .last()
+        .map(|l| format!(" (llama.cpp: {l})"))
+        .unwrap_or_default();
     let why = match driver {
-        Err(e) => format!("no NVIDIA driver ({LIBCUDA} not found: {e})"),
-        Ok(()) => format!(
-            "the NVIDIA driver is installed but reports no usable device{}",
-            log.last()
-                .map(|l| format!(" (llama.cpp: {l})"))
-                .unwrap_or_default()
-        ),
+        Some(Err(e)) => format!("no NVIDIA driver ({LIBCUDA} not found: {e})"),
+        Some(Ok(())) => {
+            format!("the NVIDIA driver is installed but reports no usable device{ggml}")
+        }
+        None => format!("no NVIDIA driver or no device{ggml}"),
     };
     format!("built for CUDA but no CUDA device is usable: {why}")
 }
@@ -87,7 +93,7 @@ mod tests {
     #[test]
     fn missing_driver_is_named() {
         let m = no_cuda_device_message(
-            Err("libcuda.so.1: cannot open shared object file".into()),
+            Some(Err("libcuda.so.1: cannot open shared object file".into())),
             &[],
         );
         assert!(m.starts_with("built for CUDA but no CUDA device is usable: no NVIDIA driver (libcuda.so.1 not found"), "{m}");
@@ -96,7 +102,7 @@ mod tests {
     #[test]
     fn driver_without_device_shows_ggml_reason() {
         let m = no_cuda_device_message(
-            Ok(()),
+            Some(Ok(())),
             &[
                 "ggml_cuda_init: failed to initialize CUDA: no CUDA-capable device is detected"
                     .into(),
