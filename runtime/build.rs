@@ -20,6 +20,9 @@ struct Link {
     frameworks: Vec<String>,
     #[serde(default)]
     search_paths: Vec<String>,
+    /// Run-time library directories (a CUDA toolkit whose cuBLAS is only a shared library).
+    #[serde(default)]
+    rpath: Vec<String>,
 }
 
 /// One clear line and no backtrace: cargo prints it as `error: ...` and fails the build.
@@ -121,6 +124,9 @@ fn main() {
     }
     for f in &link.frameworks {
         println!("cargo::rustc-link-lib=framework={f}");
+    }
+    for dir in &link.rpath {
+        println!("cargo::rustc-link-arg=-Wl,-rpath,{dir}");
     }
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));

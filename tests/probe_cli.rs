@@ -46,6 +46,7 @@ fn xtask(args: &[&str], path: Option<&str>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
     c.args(args).arg("--cache-dir").arg(cache.path());
     c.env_remove("CUDA_PATH")
+        .env_remove("CUDAToolkit_ROOT")
         .env_remove("CUDA_HOME")
         .env_remove("CUDA_ROOT");
     if let Some(p) = path {

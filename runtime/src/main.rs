@@ -1,8 +1,9 @@
 //! `tunellama`: the thin inference binary over the llama.cpp build `cargo xtask setup` tuned for
 //! this machine. `main` checks the CPU, parses flags and dispatches to one module per command.
 //!
-//! Unsafe code is denied everywhere except three modules: `ffi` (generated bindings), `llama`
-//! (the safe wrapper over them) and `cpu_check` (CPUID and the pre-main refusal).
+//! Unsafe code is denied everywhere except in `ffi` (generated bindings), `llama` (the safe
+//! wrapper over them), `cpu_check` (CPUID and the pre-main refusal) and one function of
+//! `gpu_check` (`dlopen` of the NVIDIA driver library).
 #![deny(unsafe_code)]
 
 mod bench;
@@ -15,6 +16,7 @@ mod eval;
 mod ffi;
 mod generate;
 mod gguf;
+mod gpu_check;
 mod info;
 #[allow(unsafe_code)]
 mod llama;
@@ -33,12 +35,15 @@ fn main() -> ExitCode {
     // still before any llama.cpp code.
     cpu_check::check_at_main();
     let cli = cli::Cli::parse();
-    let r = match cli.command {
-        cli::Command::Info { json } => info::run(json),
-        cli::Command::Generate(a) => generate::run(a),
-        cli::Command::Logits(a) => logits::run(a),
-        cli::Command::Bench(a) => bench::run(a),
-    };
+    // A GPU build without a usable device stops here, saying why (never a silent CPU run).
+    let r = gpu_check::check(&settings::info().compiled_for.backends).and_then(|()| {
+        match cli.command {
+            cli::Command::Info { json } => info::run(json),
+            cli::Command::Generate(a) => generate::run(a),
+            cli::Command::Logits(a) => logits::run(a),
+            cli::Command::Bench(a) => bench::run(a),
+        }
+    });
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

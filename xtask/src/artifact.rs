@@ -73,17 +73,82 @@ pub struct Verification {
     pub runtime: Option<RuntimeReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// A GPU build on a host without that GPU: the runtime was started and reported the missing
+    /// device as documented (exit code 4) instead of running on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_device: Option<NoDeviceCheck>,
+}
+
+/// What `tunellama info` said on a host without the build's GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoDeviceCheck {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    /// Its `error:` line.
+    pub message: String,
+}
+
+/// The runtime's documented exit code for "built for CUDA but no CUDA device is usable"
+/// (runtime/README.md).
+pub const RUNTIME_EXIT_NO_GPU: i32 = 4;
+
+/// Starts a CUDA build's runtime on a host without an NVIDIA GPU and checks that it refuses with
+/// the documented exit code and a message naming the missing driver/device.
+pub fn check_no_device_report(bin: &Path) -> anyhow::Result<NoDeviceCheck> {
+    let cmd = crate::cmd::Cmd::new(bin)
+        .arg("info")
+        .timeout(std::time::Duration::from_secs(120));
+    let out = cmd.output()?;
+    let message = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("")
+        .to_string();
+    if out.status != Some(RUNTIME_EXIT_NO_GPU)
+        || !message.contains("built for CUDA but no CUDA device is usable")
+    {
+        anyhow::bail!(
+            "`{}` on a machine without an NVIDIA GPU should exit with {RUNTIME_EXIT_NO_GPU} and say that no CUDA device is usable; it exited with {:?}:\n{}",
+            cmd.display(),
+            out.status,
+            out.combined()
+        );
+    }
+    Ok(NoDeviceCheck {
+        command: cmd.display(),
+        exit_code: out.status,
+        message,
+    })
 }
 
 /// The portable logits of the tiny model and where they came from; `None`: this build is the
 /// reference itself.
 pub type ReferenceLogits = Option<(Vec<f32>, String)>;
 
-pub fn toolchain_and_fingerprint(host: &Machine) -> (cache::Toolchain, Fingerprint) {
-    (
-        crate::setup::toolchain_of(host),
-        crate::setup::fingerprint_of(host),
-    )
+/// The toolchain that compiles `profile`: nvcc only counts when the profile compiles CUDA, so
+/// installing a toolkit does not invalidate CPU builds.
+pub fn toolchain_for(profile: &Profile, host: &Machine) -> cache::Toolchain {
+    let mut t = crate::setup::toolchain_of(host);
+    if profile.decision("GGML_CUDA") != Some("ON") {
+        t.nvcc = None;
+    }
+    t
+}
+
+/// The key inputs of a build of `profile` on `host` (everything that changes its bytes).
+pub fn key_inputs(
+    profile: &Profile,
+    host: &Machine,
+    tree_digest: &str,
+    runtime_source: Option<String>,
+) -> KeyInputs {
+    KeyInputs {
+        tree_digest: tree_digest.to_string(),
+        profile_hash: profile.hash.clone(),
+        toolchain: toolchain_for(profile, host),
+        runtime_source,
+    }
 }
 
 /// The portable baseline of this host: a declared machine with no optional CPU features and no
@@ -113,17 +178,17 @@ pub fn portable_machine(host: &Machine) -> Machine {
 
 /// Finds or builds the entry for `req`, verifies it, and publishes it.
 pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Result<Ensured> {
-    let (toolchain, fingerprint) = toolchain_and_fingerprint(req.host);
-    let inputs = KeyInputs {
-        tree_digest: req.tree.digest.clone(),
-        profile_hash: req.profile.hash.clone(),
-        toolchain,
-        runtime_source: if req.with_runtime {
+    let fingerprint = crate::setup::fingerprint_of(req.host);
+    let inputs = key_inputs(
+        req.profile,
+        req.host,
+        &req.tree.digest,
+        if req.with_runtime {
             Some(runtime_build::source_digest(&ctx.repo_root)?)
         } else {
             None
         },
-    };
+    );
     let key = cache::key_of(&inputs);
     let decisions: Vec<(String, String)> = req
         .profile
@@ -240,15 +305,15 @@ fn build_and_publish(
             req.label,
             sibling.display()
         ));
-        for part in ["include", "lib", crate::build::LINK_FILE] {
-            let from = sibling.join("prefix").join(part);
-            if from.is_dir() {
-                crate::fsx::copy_dir(&from, &prefix.join(part))?;
-            } else {
-                fs_err::create_dir_all(&prefix)?;
-                fs_err::copy(&from, prefix.join(part))?;
-            }
+        for part in ["include", "lib"] {
+            crate::fsx::copy_dir(&sibling.join("prefix").join(part), &prefix.join(part))?;
         }
+        // Described afresh, so a fixed link rule applies without recompiling llama.cpp.
+        let link = crate::build::describe_link(&prefix)?;
+        crate::fsx::write_atomic(
+            &prefix.join(crate::build::LINK_FILE),
+            &serde_json::to_vec_pretty(&link)?,
+        )?;
         fs_err::copy(sibling.join("build.log"), &log)?;
         build_seconds = Cache::read_manifest(&sibling)
             .map(|m| m.build_seconds)
@@ -364,6 +429,7 @@ pub fn verification(
             smoke: smoke(ctx, req.host, prefix, key)?,
             runtime: None,
             skipped: Some("--lib-only: no runtime built".into()),
+            no_device: None,
         });
     }
     let reference = |model: &Path| -> anyhow::Result<ReferenceLogits> {
@@ -420,11 +486,33 @@ pub fn verify_prefix(
     let info = read_info(prefix)?;
     let required = info.compiled_for.required_cpu_features.clone();
     if let Some(why) = cannot_run_here(host, &required, &info) {
+        let cuda_without_gpu = info.compiled_for.backends.iter().any(|b| b == "cuda")
+            && host.gpus().is_empty()
+            && why.starts_with("needs a GPU");
+        if cuda_without_gpu {
+            // Not verified (no GPU to compute on), but started: it must say so clearly.
+            let check = check_no_device_report(&runtime_build::binary_in(prefix))?;
+            let what = format!(
+                "compiled, started, no driver: reported clearly (exit {}: {})",
+                check.exit_code.unwrap_or(-1),
+                check.message
+            );
+            ctx.info(format!(
+                "{label}: not verified on this machine ({why}); {what}"
+            ));
+            return Ok(Verification {
+                smoke,
+                runtime: None,
+                skipped: Some(what),
+                no_device: Some(check),
+            });
+        }
         ctx.info(format!("{label}: not run on this machine: {why}"));
         return Ok(Verification {
             smoke,
             runtime: None,
             skipped: Some(why),
+            no_device: None,
         });
     }
     let model = tiny_model(ctx)?;
@@ -467,6 +555,7 @@ pub fn verify_prefix(
         smoke,
         runtime: Some(report),
         skipped: None,
+        no_device: None,
     })
 }
 

@@ -44,6 +44,10 @@ pub struct LinkDescription {
     pub frameworks: Vec<String>,
     #[serde(default)]
     pub search_paths: Vec<String>,
+    /// Directories the runtime binary searches for shared libraries at run time (`-rpath`): the
+    /// CUDA toolkit's lib dir when cuBLAS is only available as a shared library.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rpath: Vec<String>,
     /// GGML_* values the build actually used (read back from ggml-config.cmake).
     #[serde(default)]
     pub ggml_options: std::collections::BTreeMap<String, String>,
@@ -145,6 +149,7 @@ pub fn run(plan: &BuildPlan, progress: &dyn Progress) -> Result<BuildOutput, Bui
         .arg(&plan.build_dir)
         .args(["--config", "Release"]);
     step("install", &install, &mut log, &plan.log, |_| {})?;
+    record_cuda_library_dir(&plan.build_dir, &plan.prefix)?;
     let link = describe_link(&plan.prefix)?;
     let link_path = plan.prefix.join(LINK_FILE);
     let json = serde_json::to_vec_pretty(&link).expect("serialisable");
@@ -199,6 +204,42 @@ pub fn ninja_progress(line: &str) -> Option<(u64, u64)> {
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
+/// Where the configured CUDA toolkit's libraries are (kept inside the prefix's lib dir, so a copy
+/// of `lib/` carries it): `lib/tunellama-cuda.json`.
+pub const CUDA_FILE: &str = "tunellama-cuda.json";
+
+/// The CUDA library dir CMake found (`CUDA_cudart_static_LIBRARY` in CMakeCache.txt, set by
+/// FindCUDAToolkit), recorded into the prefix for [`describe_link`]. Nothing for non-CUDA builds.
+fn record_cuda_library_dir(build_dir: &Path, prefix: &Path) -> Result<(), BuildError> {
+    let cache = std::fs::read_to_string(build_dir.join("CMakeCache.txt")).unwrap_or_default();
+    let Some(dir) = cuda_library_dir(&cache) else {
+        return Ok(());
+    };
+    let lib = ["lib", "lib64"]
+        .into_iter()
+        .map(|d| prefix.join(d))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| prefix.join("lib"));
+    let path = lib.join(CUDA_FILE);
+    let json = serde_json::json!({ "library_dir": dir, "source": "CMakeCache.txt" });
+    crate::fsx::write_atomic(&path, &serde_json::to_vec_pretty(&json).expect("json"))
+        .map_err(io(&path))
+}
+
+/// `CUDA_cudart_static_LIBRARY:FILEPATH=/x/lib/libcudart_static.a` → `/x/lib`.
+pub fn cuda_library_dir(cmake_cache: &str) -> Option<String> {
+    ["CUDA_cudart_static_LIBRARY", "CUDA_cudart_LIBRARY"]
+        .iter()
+        .find_map(|var| {
+            cmake_cache.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.split(':').next() == Some(var) && !v.ends_with("-NOTFOUND"))
+                    .then(|| Path::new(v).parent().map(|p| p.display().to_string()))
+                    .flatten()
+            })
+        })
+}
+
 /// GPU backend libraries, in the order they go between `ggml` and `ggml-cpu`.
 const GPU_LIBS: &[&str] = &[
     "ggml-cuda",
@@ -235,26 +276,22 @@ pub fn describe_link(prefix: &Path) -> Result<LinkDescription, BuildError> {
     let mut system_libs = Vec::new();
     let mut frameworks = Vec::new();
     let mut search_paths = Vec::new();
+    let mut rpath = Vec::new();
     if libs.iter().any(|l| l == "ggml-cuda") {
-        if let Some(root) = options
-            .get("CUDAToolkit_LIBRARY_DIR")
-            .or(options.get("CUDAToolkit_LIBRARY_ROOT"))
-        {
+        let root = std::fs::read_to_string(prefix.join(lib_dir).join(CUDA_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("library_dir")?.as_str().map(str::to_string));
+        let no_vmm = options.get("GGML_CUDA_NO_VMM").is_some_and(|v| v == "ON");
+        let (cuda_libs, cuda_rpath) = cuda_link(root.as_deref().map(Path::new), no_vmm);
+        if let Some(root) = root {
             search_paths.push(root.clone());
-            search_paths.push(format!("{root}/stubs"));
+            if !no_vmm {
+                search_paths.push(format!("{root}/stubs"));
+            }
         }
-        system_libs.extend(
-            [
-                "cudart_static",
-                "cublas_static",
-                "cublasLt_static",
-                "culibos",
-                "cuda",
-                "dl",
-                "rt",
-            ]
-            .map(String::from),
-        );
+        system_libs.extend(cuda_libs);
+        rpath.extend(cuda_rpath);
     }
     if libs.iter().any(|l| l == "ggml-vulkan") {
         system_libs.push("vulkan".into());
@@ -283,8 +320,39 @@ pub fn describe_link(prefix: &Path) -> Result<LinkDescription, BuildError> {
         system_libs,
         frameworks,
         search_paths,
+        rpath,
         ggml_options: options,
     })
+}
+
+/// The CUDA libraries to link and the run-time search path they need. cudart is linked
+/// statically when the toolkit has `libcudart_static.a` (always); cuBLAS statically when the
+/// toolkit ships `libcublas_static.a` (NVIDIA's installers), else shared (the Python wheels ship
+/// only `libcublas.so.13`), with the toolkit's lib dir as rpath so the binary finds it. The driver
+/// library (`-lcuda`) is linked only without `GGML_CUDA_NO_VMM`: with it, ggml never calls the
+/// driver API directly and cudart opens `libcuda.so.1` at run time, so a binary starts (and says
+/// why CUDA is unusable) on a machine without the NVIDIA driver (docs/cuda.md).
+pub fn cuda_link(lib_dir: Option<&Path>, no_vmm: bool) -> (Vec<String>, Vec<String>) {
+    let has = |f: &str| lib_dir.is_some_and(|d| d.join(f).is_file());
+    let mut libs = vec!["cudart_static".to_string()];
+    let mut rpath = Vec::new();
+    match lib_dir {
+        Some(dir) if !has("libcublas_static.a") => {
+            libs.extend(["cublas", "cublasLt"].map(String::from));
+            rpath.push(dir.display().to_string());
+        }
+        _ => {
+            libs.extend(["cublas_static", "cublasLt_static"].map(String::from));
+            if has("libculibos.a") || lib_dir.is_none() {
+                libs.push("culibos".into());
+            }
+        }
+    }
+    if !no_vmm {
+        libs.push("cuda".into());
+    }
+    libs.extend(["dl", "rt"].map(String::from));
+    (libs, rpath)
 }
 
 fn static_name(lib: &str) -> String {
@@ -342,5 +410,33 @@ mod tests {
         );
         assert!(d.system_libs.contains(&"gomp".to_string()) || cfg!(target_os = "macos"));
         assert!(d.system_libs.contains(&"cudart_static".to_string()));
+    }
+
+    #[test]
+    fn cuda_library_dir_comes_from_the_cmake_cache() {
+        let cache = "CUDA_cublas_LIBRARY:FILEPATH=/t/lib/libcublas.so\nCUDA_cudart_static_LIBRARY:FILEPATH=/t/lib/libcudart_static.a\n";
+        assert_eq!(cuda_library_dir(cache).as_deref(), Some("/t/lib"));
+        assert_eq!(
+            cuda_library_dir(
+                "CUDA_cudart_static_LIBRARY:FILEPATH=CUDA_cudart_static_LIBRARY-NOTFOUND\n"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn wheel_toolkit_links_shared_cublas_with_rpath_and_no_driver_under_no_vmm() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("libcudart_static.a"), b"").unwrap();
+        std::fs::write(dir.path().join("libcublas.so.13"), b"").unwrap();
+        let (libs, rpath) = cuda_link(Some(dir.path()), true);
+        assert_eq!(libs, ["cudart_static", "cublas", "cublasLt", "dl", "rt"]);
+        assert_eq!(rpath, [dir.path().display().to_string()]);
+        // A full installer toolkit: everything static, and the driver only without NO_VMM.
+        std::fs::write(dir.path().join("libcublas_static.a"), b"").unwrap();
+        std::fs::write(dir.path().join("libculibos.a"), b"").unwrap();
+        let (libs, rpath) = cuda_link(Some(dir.path()), false);
+        assert!(libs.contains(&"cublas_static".to_string()) && libs.contains(&"cuda".to_string()));
+        assert!(rpath.is_empty());
     }
 }

@@ -42,6 +42,10 @@ pub struct MachineArg {
     /// Use a recorded Machine (JSON printed by `probe --json`) instead of probing this one
     #[arg(long, value_name = "FILE")]
     pub machine: Option<PathBuf>,
+    /// `wheels`: compile CUDA with the toolkit from NVIDIA's CUDA 13 Python wheels, installed
+    /// into the cache on first use (replaces the machine's own toolkit; see docs/cuda.md)
+    #[arg(long, value_name = "wheels", value_parser = ["wheels"])]
+    pub cuda_toolkit: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +145,10 @@ pub struct PrereqArgs {
     /// Install what is missing through the system package manager (asks first unless --yes/CI)
     #[arg(long)]
     pub install: bool,
+    /// With --install: also install the CUDA 13 toolkit from NVIDIA's Python wheels into the
+    /// cache (nvcc, cudart, cuBLAS; about 1 GiB; python3-pip through the package manager if missing)
+    #[arg(long, requires = "install")]
+    pub cuda_wheels: bool,
 }
 
 #[derive(Debug, Args)]

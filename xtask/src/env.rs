@@ -46,9 +46,10 @@ pub fn default_cache_dir() -> PathBuf {
     std::env::temp_dir().join(APP)
 }
 
-/// Where CUDA toolkits announce themselves, in the order nvcc is looked for.
+/// Where CUDA toolkits announce themselves, in the order nvcc is looked for: CMake's own
+/// `CUDAToolkit_ROOT` first (FindCUDAToolkit reads it), then the installers' variables.
 pub fn cuda_roots() -> Vec<(String, PathBuf)> {
-    ["CUDA_PATH", "CUDA_HOME", "CUDA_ROOT"]
+    ["CUDAToolkit_ROOT", "CUDA_PATH", "CUDA_HOME", "CUDA_ROOT"]
         .iter()
         .filter_map(|v| var(v).map(|p| (format!("${v}"), PathBuf::from(p))))
         .collect()

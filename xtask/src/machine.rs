@@ -223,6 +223,13 @@ pub struct CudaToolkit {
     /// Release as `major.minor` ("12.4").
     pub version: String,
     pub source: String,
+    /// The toolkit root, when CMake would not find it by itself (named by `CUDAToolkit_ROOT`,
+    /// `CUDA_PATH`, ... or installed from the Python wheels): the profile passes it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// Installed from NVIDIA's Python wheels into the cache (`crate::cuda_wheels`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_wheels: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -287,6 +287,15 @@ pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
 pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::process::ExitCode> {
     if args.install {
         let m = ensure_build_tools(ctx)?;
+        if args.cuda_wheels {
+            let root = crate::cuda_wheels::ensure(ctx)?;
+            ctx.info(format!(
+                "CUDA toolkit from the wheels: {} (the probe finds it there; `--cuda-toolkit wheels` uses it for a recorded machine)",
+                root.display()
+            ));
+        } else if !m.gpus().is_empty() && m.cuda.found().is_none() {
+            ctx.info(format!("an NVIDIA GPU but no CUDA toolkit: `cargo xtask prereqs --install --cuda-wheels` installs CUDA {} from NVIDIA's Python wheels into the cache ({})", crate::cuda_wheels::NVCC_VERSION, crate::cuda_wheels::CU12_NOTE));
+        }
         ctx.info(format!(
             "all build prerequisites present (cmake {}, ninja {})",
             m.tools
@@ -308,6 +317,13 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
         println!("{}", serde_json::to_string_pretty(&needs)?);
     } else if needs.is_empty() {
         println!("all build prerequisites present");
+        if !m.gpus().is_empty() && m.cuda.found().is_none() {
+            println!(
+                "optional: CUDA toolkit for the NVIDIA GPU: `cargo xtask prereqs --install --cuda-wheels` installs CUDA {} from NVIDIA's Python wheels into the cache ({})",
+                crate::cuda_wheels::NVCC_VERSION,
+                crate::cuda_wheels::CU12_NOTE
+            );
+        }
     } else {
         for n in &needs {
             println!("missing: {} ({})", n.tool, n.why);

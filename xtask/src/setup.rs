@@ -64,13 +64,18 @@ pub fn run(
     progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
-    let host = crate::prereq::ensure_build_tools(ctx)?;
+    let mut host = crate::prereq::ensure_build_tools(ctx)?;
     // A recorded Machine (--machine) is planned and matched against prebuilts instead of this
     // one; this machine's tools still build and its CPU still runs the verification.
-    let machine = match &args.machine.machine {
+    let mut machine = match &args.machine.machine {
         Some(file) => ctx.machine(Some(file))?,
         None => host.clone(),
     };
+    if args.machine.cuda_toolkit.as_deref() == Some("wheels") {
+        // The wheel toolkit compiles for the target and is part of this host's toolchain.
+        let tk = crate::cuda_wheels::substitute(ctx, &mut machine)?;
+        host.cuda = Detection::Found(tk);
+    }
     let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
     let profile = crate::profile::plan(&machine, &overrides);
     for w in &profile.warnings {

@@ -50,7 +50,7 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
         let now = cache::KeyInputs {
             tree_digest: m.inputs.tree_digest.clone(),
             profile_hash: profile.hash.clone(),
-            toolchain: crate::setup::toolchain_of(&machine),
+            toolchain: crate::artifact::toolchain_for(&profile, &machine),
             // A --lib-only entry has no runtime; otherwise the runtime's sources as they are now.
             runtime_source: m.inputs.runtime_source.as_ref().map(|old| {
                 crate::runtime_build::source_digest(&ctx.repo_root).unwrap_or_else(|_| old.clone())

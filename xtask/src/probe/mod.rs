@@ -26,6 +26,8 @@ pub struct ProbeOptions {
     /// Per-command limit: a wedged `nvidia-smi` must not hang the probe.
     pub timeout: Duration,
     pub cuda_roots: Vec<(String, PathBuf)>,
+    /// The toolkit installed from the CUDA wheels into the cache, when there is one.
+    pub cuda_wheels: Option<PathBuf>,
     pub cc: Option<String>,
     pub cxx: Option<String>,
 }
@@ -37,6 +39,7 @@ impl ProbeOptions {
             disk_path: cache_dir.to_path_buf(),
             timeout: Duration::from_secs(10),
             cuda_roots: crate::env::cuda_roots(),
+            cuda_wheels: crate::cuda_wheels::installed(cache_dir),
             cc: crate::env::cc(),
             cxx: crate::env::cxx(),
         }
@@ -262,32 +265,55 @@ fn probe_tool(
     }
 }
 
-fn probe_cuda(opts: &ProbeOptions) -> Detection<CudaToolkit> {
-    // Order: explicit toolkit variables, then PATH, then the installers' default locations.
+pub fn probe_cuda(opts: &ProbeOptions) -> Detection<CudaToolkit> {
+    // Order: explicit toolkit variables, then PATH, then the installers' default locations, then
+    // the toolkit installed from the CUDA wheels into the cache. A root is recorded (and passed to
+    // CMake by the profile) when CMake would not find the toolkit by itself.
     let mut looked = Vec::new();
-    let mut candidates: Vec<PathBuf> = Vec::new();
+    let mut candidates: Vec<(PathBuf, Option<PathBuf>, bool)> = Vec::new();
     for (var, root) in &opts.cuda_roots {
         looked.push(format!("{var}/bin"));
-        candidates.push(root.join("bin").join(exe("nvcc")));
+        candidates.push((
+            root.join("bin").join(exe("nvcc")),
+            Some(root.clone()),
+            false,
+        ));
     }
     looked.push("PATH".into());
     if let Some(p) = which_in("nvcc", &opts.path) {
-        candidates.push(p);
+        candidates.push((p, None, false));
     }
     for root in ["/usr/local/cuda", "/opt/cuda"] {
         looked.push(format!("{root}/bin"));
-        candidates.push(Path::new(root).join("bin/nvcc"));
+        candidates.push((Path::new(root).join("bin/nvcc"), None, false));
     }
-    let Some(nvcc) = candidates.into_iter().find(|p| p.is_file()) else {
+    if let Some(root) = &opts.cuda_wheels {
+        looked.push(format!("{} (CUDA wheels)", root.display()));
+        candidates.push((root.join("bin").join(exe("nvcc")), Some(root.clone()), true));
+    }
+    let Some((nvcc, root, from_wheels)) = candidates.into_iter().find(|(p, _, _)| p.is_file())
+    else {
         return Detection::NotFound { looked_in: looked };
     };
-    let cmd = Cmd::new(&nvcc).arg("--version").timeout(opts.timeout);
+    ask_nvcc(&nvcc, root.as_deref(), from_wheels, opts.timeout)
+}
+
+/// The toolkit whose compiler is `nvcc`: its release from `nvcc --version`, never from the path.
+pub fn ask_nvcc(
+    nvcc: &Path,
+    root: Option<&Path>,
+    from_wheels: bool,
+    timeout: Duration,
+) -> Detection<CudaToolkit> {
+    let cmd = Cmd::new(nvcc).arg("--version").timeout(timeout);
     match cmd.output() {
         Ok(out) => match nvidia::parse_nvcc_version(&out.stdout) {
             Some(version) => Detection::Found(CudaToolkit {
                 nvcc: nvcc.display().to_string(),
                 version,
                 source: cmd.display(),
+                root: root.map(|r| r.display().to_string()),
+                from_wheels,
             }),
             None => Detection::Failed {
                 command: cmd.display(),

@@ -36,6 +36,10 @@ pub struct ArchEntry {
 pub struct ToolkitEntry {
     pub version: String,
     pub min_driver: String,
+    /// The oldest `sm` this release still compiles for (CUDA 13: `75`, Turing), when the release
+    /// dropped older ones; informational, the `[[arch]]` entries' `last_cuda` decide.
+    #[serde(default)]
+    pub oldest_arch: Option<String>,
 }
 
 impl CudaTable {
@@ -235,6 +239,52 @@ mod tests {
         let p = plan_architectures(&t, &[gpu(0, "RTX 5090", "12.0", "560.35.03")], "12.8");
         assert_eq!(p.architectures, vec!["120"]);
         assert!(p.warnings[0].contains("570.26"), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn cuda13_compiles_for_turing_and_newer_only() {
+        let t = CudaTable::embedded();
+        for tk in ["13.0", "13.5"] {
+            let oldest = t.toolkit_min_driver(tk).unwrap().oldest_arch.clone();
+            assert_eq!(oldest.as_deref(), Some("75"), "{tk}");
+            for a in &t.arch {
+                let sm: u32 = a.sm.parse().unwrap();
+                assert_eq!(
+                    CudaTable::supports(a, tk),
+                    sm >= 75,
+                    "CUDA {tk} and sm_{} ({})",
+                    a.sm,
+                    a.family
+                );
+            }
+        }
+        // Volta under the wheel toolkit: no code, and the warning names the last toolkit for it.
+        let p = plan_architectures(&t, &[gpu(0, "Tesla V100", "7.0", "580.65.06")], "13.5");
+        assert!(p.architectures.is_empty());
+        assert!(p.warnings[0].contains("CUDA 12.9"), "{:?}", p.warnings);
+        // Turing and Ada still compile natively.
+        let p = plan_architectures(
+            &t,
+            &[
+                gpu(0, "RTX 2080", "7.5", "580.65.06"),
+                gpu(1, "RTX 4050 Laptop", "8.9", "580.65.06"),
+            ],
+            "13.5",
+        );
+        assert_eq!(p.architectures, vec!["75", "89"]);
+    }
+
+    #[test]
+    fn each_toolkit_needs_its_driver() {
+        let t = CudaTable::embedded();
+        let need = |tk: &str| t.toolkit_min_driver(tk).unwrap().min_driver.clone();
+        assert_eq!(need("12.4"), "550.54.14");
+        assert_eq!(need("12.9"), "575.51.03");
+        assert_eq!(need("13.0"), "580.65.06");
+        // 13.5 (the wheels) runs on the 13.0 driver branch (minor version compatibility).
+        assert_eq!(need("13.5"), "580.65.06");
+        // Releases between table rows take the row below them.
+        assert_eq!(need("12.6"), "550.54.14");
     }
 
     #[test]

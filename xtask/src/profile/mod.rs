@@ -94,7 +94,9 @@ pub struct Profile {
     pub schema: u32,
     /// A label for the machine ("probed linux x86_64", or a declared machine's name).
     pub machine: String,
-    /// sha256 of `cmake`: the identity of the build decisions.
+    /// sha256 of the decisions (CMake name, value, type; see [`decisions_hash`]): the identity of
+    /// what is compiled. Explanations, facts, GPU names and driver versions are not in it, so a
+    /// GPU or driver change that compiles the same code keeps the build key.
     pub hash: String,
     /// The rendered CMake initial-cache script (`cmake -C`).
     pub cmake: String,
@@ -183,7 +185,7 @@ pub fn plan_with(m: &Machine, o: &Overrides, template: &str, table: &cuda::CudaT
         },
     )
     .expect("the embedded template renders (checked by tests)");
-    let hash = hex(&Sha256::digest(cmake.as_bytes()));
+    let hash = decisions_hash(&decisions);
     Profile {
         schema: PROFILE_SCHEMA,
         machine: label,
@@ -199,12 +201,26 @@ pub fn plan_with(m: &Machine, o: &Overrides, template: &str, table: &cuda::CudaT
 
 pub use crate::hashing::hex;
 
+/// sha256 over `name=value:type` lines of the decisions, in rule order (order matters to CMake
+/// only for duplicates, which the rules never produce; it is kept for a stable, explainable hash).
+pub fn decisions_hash(decisions: &[Decision]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tunellama decisions v1\n");
+    for d in decisions {
+        h.update(format!("{}={}:{}\n", d.name, d.value, d.kind).as_bytes());
+    }
+    hex(&h.finalize())
+}
+
 /// `cargo xtask profile`.
 pub fn run(
     ctx: &crate::context::Ctx,
     args: &crate::cli::ProfileArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let machine = ctx.machine(args.machine.machine.as_deref())?;
+    let mut machine = ctx.machine(args.machine.machine.as_deref())?;
+    if args.machine.cuda_toolkit.as_deref() == Some("wheels") {
+        crate::cuda_wheels::substitute(ctx, &mut machine)?;
+    }
     let overrides = load_overrides(ctx, args.overrides.as_deref())?;
     let p = plan(&machine, &overrides);
     if ctx.json {

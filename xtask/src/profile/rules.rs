@@ -410,8 +410,9 @@ fn decide_cuda(
             .filter_map(|g| table.first_toolkit_for(&g.compute_capability))
             .fold("11.8", |a, b| if version_at_least(b, a) { b } else { a });
         hints.push(format!(
-            "NVIDIA GPU found ({}) but no CUDA toolkit: install CUDA {needed} or newer (Debian/Ubuntu: NVIDIA's cuda-toolkit packages, or `apt-get install nvidia-cuda-toolkit` where that version suffices), then run `cargo xtask setup` again for a GPU build",
-            gpus.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", ")
+            "NVIDIA GPU found ({}) but no CUDA toolkit: install CUDA {needed} or newer (Debian/Ubuntu: NVIDIA's cuda-toolkit packages, or `apt-get install nvidia-cuda-toolkit` where that version suffices), or let `cargo xtask prereqs --install --cuda-wheels` install CUDA {} from NVIDIA's Python wheels into the cache (GPUs from Turing, sm_75, on; the CUDA 12 wheels have no nvcc), then run `cargo xtask setup` again for a GPU build",
+            gpus.iter().map(|g| g.name.as_str()).collect::<Vec<_>>().join(", "),
+            crate::cuda_wheels::NVCC_VERSION
         ));
         return Err(format!(
             "NVIDIA GPU present but no nvcc ({})",
@@ -464,6 +465,36 @@ fn decide_cuda(
             "CUDA forced on by {src} but no nvcc was found: configure will fail"
         ));
     }
+    d.push(Decision::new(
+        "GGML_CUDA_NO_VMM",
+        "ON",
+        "BOOL",
+        "no direct driver-API calls (cuMemCreate pool), so the binary does not link libcuda: it starts without the NVIDIA driver and says why CUDA is unusable (docs/cuda.md)",
+        "static runtime binary that must report a missing driver instead of failing to load",
+    ));
+    if let Some(tk) = tk {
+        if let Some(root) = &tk.root {
+            let whence = if tk.from_wheels {
+                "installed from NVIDIA's CUDA wheels into the cache"
+            } else {
+                "named by CUDAToolkit_ROOT/CUDA_PATH"
+            };
+            d.push(Decision::new(
+                "CUDAToolkit_ROOT",
+                root,
+                "PATH",
+                "the CUDA toolkit CMake must use (it would not find this one by itself)",
+                format!("cuda.root: {whence}"),
+            ));
+            d.push(Decision::new(
+                "CMAKE_CUDA_COMPILER",
+                &tk.nvcc,
+                "FILEPATH",
+                "that toolkit's nvcc",
+                format!("nvcc {} at {} ({})", tk.version, tk.nvcc, tk.source),
+            ));
+        }
+    }
     if archs.is_empty() {
         warnings.push("CUDA forced on without a usable local GPU: llama.cpp's default architecture list is used".into());
     } else {
@@ -476,12 +507,21 @@ fn decide_cuda(
         ));
     }
     Ok(format!(
-        "CUDA {}: {}",
+        "CUDA {}{}: {}; {}",
         tk.map(|t| t.version.as_str()).unwrap_or("?"),
+        if tk.is_some_and(|t| t.from_wheels) {
+            " (wheels)"
+        } else {
+            ""
+        },
         if archs.is_empty() {
             "default architectures".into()
         } else {
             archs.join(";")
-        }
+        },
+        CUDA_PROOF
     ))
 }
+
+/// What a CUDA build proves where it is built (docs/cuda.md), for `profile --explain`.
+pub const CUDA_PROOF: &str = "verified (logits vs the portable build) only on a machine with a usable NVIDIA GPU; elsewhere setup proves it compiles, links and starts, and that the runtime reports the missing driver/device (exit 4)";

@@ -105,6 +105,9 @@ pub fn smoke(prefix: &Path, cc: &str, work: &Path) -> Result<SmokeReport, Verify
     for f in &link.frameworks {
         cmd = cmd.args(["-framework", f]);
     }
+    for dir in &link.rpath {
+        cmd = cmd.arg(format!("-Wl,-rpath,{dir}"));
+    }
     if !cfg!(target_os = "macos")
         && link
             .ggml_options
