@@ -73,6 +73,9 @@ pub struct Verification {
     pub runtime: Option<RuntimeReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Cross builds (arm64 on x86-64): the C-level checks under qemu-aarch64 (`verify::emulated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<crate::verify::emulated::EmulatedReport>,
 }
 
 /// The portable logits of the tiny model and where they came from; `None`: this build is the
@@ -113,7 +116,22 @@ pub fn portable_machine(host: &Machine) -> Machine {
 
 /// Finds or builds the entry for `req`, verifies it, and publishes it.
 pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Result<Ensured> {
-    let (toolchain, fingerprint) = toolchain_and_fingerprint(req.host);
+    // A target of another architecture (arm64 on x86-64) is cross-built with its own toolchain
+    // (part of the key) and verified at the C level under emulation: no Rust runtime (cross.rs).
+    let cross = if crate::cross::is_cross(req.host, req.target) {
+        Some(crate::cross::detect(req.host, req.target)?)
+    } else {
+        None
+    };
+    let req = &Request {
+        with_runtime: req.with_runtime && cross.is_none(),
+        ..*req
+    };
+    let cross = cross.as_ref();
+    let (mut toolchain, fingerprint) = toolchain_and_fingerprint(req.host);
+    if let Some(tc) = cross {
+        toolchain = tc.key_toolchain(&toolchain);
+    }
     let inputs = KeyInputs {
         tree_digest: req.tree.digest.clone(),
         profile_hash: req.profile.hash.clone(),
@@ -152,7 +170,11 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
                 req.label,
                 changes.join("; ")
             ));
-            let v = verification(ctx, req, &entry.join("prefix"), &key, progress)?;
+            let (v, program) =
+                verification(ctx, req, cross, &entry.join("prefix"), &key, progress)?;
+            if let Some(p) = program {
+                let _ = fs_err::remove_file(p);
+            }
             m.fingerprint = fingerprint.clone();
             m.verification = Some(serde_json::to_value(&v)?);
             cache.update_manifest(&m)?;
@@ -167,7 +189,7 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
             }
             if req.force {
                 changes.push("--force".into());
-            } else if req.reference == Reference::Portable {
+            } else if req.reference == Reference::Portable && cross.is_none() {
                 if let Some(old) = cache
                     .current()
                     .filter(|c| c != &key)
@@ -189,6 +211,7 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
                 &key,
                 &decisions,
                 &fingerprint,
+                cross,
                 progress,
             )?;
             (Outcome::Built, changes, m)
@@ -223,6 +246,7 @@ fn build_and_publish(
     key: &str,
     decisions: &[(String, String)],
     fingerprint: &Fingerprint,
+    cross: Option<&crate::cross::CrossToolchain>,
     progress: &dyn Progress,
 ) -> anyhow::Result<Manifest> {
     let staging = cache.stage(key)?;
@@ -277,6 +301,7 @@ fn build_and_publish(
                 .map(|t| t.path.clone())
                 .unwrap_or_else(|| "cmake".into())
                 .into(),
+            toolchain_file: cross.map(|tc| tc.toolchain_file()),
         };
         let out = crate::build::run(&plan, progress)?;
         ctx.info(format!(
@@ -296,7 +321,14 @@ fn build_and_publish(
             progress,
         )?;
     }
-    let v = verification(ctx, req, &prefix, key, progress)?;
+    let (v, program) = verification(ctx, req, cross, &prefix, key, progress)?;
+    if let Some(program) = program {
+        // Kept in the prefix (and so in a dist archive): the target machine can run it too.
+        let to = prefix.join(crate::verify::emulated::PROGRAM);
+        fs_err::create_dir_all(to.parent().expect("has parent"))?;
+        fs_err::copy(&program, &to)?;
+        let _ = fs_err::remove_file(&program);
+    }
     fs_err::copy(&log, staging.join("build.log"))?;
     let manifest = Manifest {
         schema: 1,
@@ -351,20 +383,30 @@ pub fn cannot_run_here(host: &Machine, required: &[String], info: &RuntimeInfo) 
     None
 }
 
-/// The smoke link test plus the runtime checks (the reference logits come from the portable build).
-pub fn verification(
+/// The smoke link test plus the runtime checks (the reference logits come from the portable build);
+/// for a cross build the C-level checks under emulation, and the verification program to keep.
+fn verification(
     ctx: &Ctx,
     req: &Request,
+    cross: Option<&crate::cross::CrossToolchain>,
     prefix: &Path,
     key: &str,
     progress: &dyn Progress,
-) -> anyhow::Result<Verification> {
+) -> anyhow::Result<(Verification, Option<PathBuf>)> {
+    if let Some(tc) = cross {
+        let (v, program) = cross_verification(ctx, req, tc, prefix, key, progress)?;
+        return Ok((v, Some(program)));
+    }
     if !req.with_runtime {
-        return Ok(Verification {
-            smoke: smoke(ctx, req.host, prefix, key)?,
-            runtime: None,
-            skipped: Some("--lib-only: no runtime built".into()),
-        });
+        return Ok((
+            Verification {
+                smoke: smoke(ctx, req.host, prefix, key)?,
+                runtime: None,
+                skipped: Some("--lib-only: no runtime built".into()),
+                emulated: None,
+            },
+            None,
+        ));
     }
     let reference = |model: &Path| -> anyhow::Result<ReferenceLogits> {
         Ok(match req.reference {
@@ -372,7 +414,93 @@ pub fn verification(
             Reference::Portable => Some(portable_reference(ctx, req, model, progress)?),
         })
     };
-    verify_prefix(ctx, req.host, req.label, prefix, key, &reference)
+    Ok((
+        verify_prefix(ctx, req.host, req.label, prefix, key, &reference)?,
+        None,
+    ))
+}
+
+/// A cross build (arm64 on this x86-64 host): the C verification program under qemu-aarch64 on the
+/// oldest emulated CPU with the build's features, against this host's portable (x86) build's
+/// logits, and its refusal on an older CPU. A tuned variant also brings the portable arm64 build
+/// (armv8-a, run on a Cortex-A72) so one `dist` proves both.
+fn cross_verification(
+    ctx: &Ctx,
+    req: &Request,
+    tc: &crate::cross::CrossToolchain,
+    prefix: &Path,
+    key: &str,
+    progress: &dyn Progress,
+) -> anyhow::Result<(Verification, PathBuf)> {
+    let required = crate::requirements::required_cpu_features(req.target, req.profile);
+    let mut portable_arm64 = None;
+    if !required.is_empty() {
+        let portable = portable_machine(req.target);
+        let profile = crate::profile::plan(&portable, &Default::default());
+        let e = ensure(
+            ctx,
+            &Request {
+                label: "portable arm64 reference",
+                target: &portable,
+                host: req.host,
+                profile: &profile,
+                tree: req.tree,
+                force: false,
+                reference: Reference::Portable,
+                with_runtime: false,
+            },
+            progress,
+        )?;
+        let summary = e
+            .manifest
+            .verification
+            .as_ref()
+            .and_then(|v| v.pointer("/emulated/summary"))
+            .and_then(|s| s.as_str())
+            .unwrap_or("?")
+            .to_string();
+        portable_arm64 = Some(format!("portable arm64 build {}: {summary}", e.key));
+    }
+    let model = tiny_model(ctx)?;
+    let (reference, name) = portable_reference(ctx, req, &model, progress)?;
+    let work = ctx
+        .cache_dir
+        .join("tmp")
+        .join(format!("verify-{key}-{}", std::process::id()));
+    let result =
+        crate::verify::emulated::verify(tc, prefix, &required, &model, (&reference, &name), &work);
+    let (mut report, exe) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs_err::remove_dir_all(&work);
+            return Err(e.into());
+        }
+    };
+    report.portable_arm64 = portable_arm64;
+    ctx.info(format!("{}: verified: {}", req.label, report.summary));
+    // Moved out of the scratch dir before it is removed.
+    let kept = ctx
+        .cache_dir
+        .join("tmp")
+        .join(format!("logits-check-{key}-{}", std::process::id()));
+    fs_err::rename(&exe, &kept)?;
+    let _ = fs_err::remove_dir_all(&work);
+    Ok((
+        Verification {
+            smoke: crate::verify::SmokeReport {
+                system_info: report.system_info.clone(),
+                link_command: report.link_command.clone(),
+            },
+            runtime: None,
+            skipped: Some(format!(
+                "{}; verified at the C level instead: {}",
+                crate::verify::emulated::NO_RUST_RUNTIME,
+                report.summary
+            )),
+            emulated: Some(report),
+        },
+        kept,
+    ))
 }
 
 /// The link smoke test of a prefix, compiled with the host's C compiler.
@@ -425,6 +553,7 @@ pub fn verify_prefix(
             smoke,
             runtime: None,
             skipped: Some(why),
+            emulated: None,
         });
     }
     let model = tiny_model(ctx)?;
@@ -467,6 +596,7 @@ pub fn verify_prefix(
         smoke,
         runtime: Some(report),
         skipped: None,
+        emulated: None,
     })
 }
 

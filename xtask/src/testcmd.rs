@@ -11,6 +11,8 @@ fn cargo() -> String {
 pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::process::ExitCode> {
     // The build tests compile real llama.cpp: cmake and ninja must be there first.
     crate::prereq::ensure_build_tools(ctx)?;
+    // tests/arm64_qemu.rs cross-builds llama.cpp for arm64 and runs it under qemu-aarch64.
+    crate::prereq::ensure_cross_tools(ctx, "aarch64")?;
     let root = &ctx.repo_root;
     let steps: Vec<(&str, Cmd)> = vec![
         (
