@@ -63,11 +63,7 @@ fn assert_close(ours: &[f32], reference: &[f32], what: &str) {
             "{what}: logit {i} is {a}, the x86 portable build's is {r}"
         );
     }
-    let argmax = |v: &[f32]| {
-        (0..v.len())
-            .max_by(|&a, &b| v[a].total_cmp(&v[b]))
-            .unwrap()
-    };
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
     assert_eq!(argmax(ours), argmax(reference), "{what}: argmax");
 }
 
@@ -96,14 +92,29 @@ fn arm64_builds_match_x86_logits_under_qemu_and_a_v82_build_is_refused_on_cortex
     assert_eq!(r["arm_arch"], "armv8.2-a+dotprod", "{r}");
     let e = &r["verification"]["emulated"];
     assert_eq!(e["cpu"], "neoverse-n1", "{e}");
-    assert!(e["emulator"].as_str().unwrap().starts_with("qemu-aarch64 "), "{e}");
-    assert!(e["rust_runtime"].as_str().unwrap().contains("no Rust runtime"));
-    assert!(e["hwcaps"].as_array().unwrap().contains(&"asimddp".into()), "{e}");
-    assert!(e["system_info"].as_str().unwrap().contains("DOTPROD = 1"), "{e}");
+    assert!(
+        e["emulator"].as_str().unwrap().starts_with("qemu-aarch64 "),
+        "{e}"
+    );
+    assert!(e["rust_runtime"]
+        .as_str()
+        .unwrap()
+        .contains("no Rust runtime"));
+    assert!(
+        e["hwcaps"].as_array().unwrap().contains(&"asimddp".into()),
+        "{e}"
+    );
+    assert!(
+        e["system_info"].as_str().unwrap().contains("DOTPROD = 1"),
+        "{e}"
+    );
     assert!(e["logits"]["worst_ratio"].as_f64().unwrap() <= 1.0, "{e}");
     assert_eq!(e["logits"]["top_token"], e["logits"]["reference_top_token"]);
     assert!(
-        e["logits"]["reference"].as_str().unwrap().starts_with("portable build "),
+        e["logits"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("portable build "),
         "the reference is the x86 portable build's runtime: {e}"
     );
     // The refusal, as the pipeline recorded it...

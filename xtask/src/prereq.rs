@@ -355,6 +355,11 @@ pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
 
 /// `cargo xtask prereqs`: show (or install, with `--install`) what a build needs.
 pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(arch) = args.cross.as_deref().filter(|a| *a != "aarch64") {
+        anyhow::bail!(
+            "--cross {arch}: only aarch64 (arm64 Linux on an x86-64 Linux host) is supported"
+        );
+    }
     if args.install {
         let m = ensure_build_tools(ctx)?;
         if let Some(arch) = &args.cross {
