@@ -193,6 +193,11 @@ pub fn decide(m: &Machine, o: &Overrides, table: &CudaTable) -> Outcome {
             }
         } else if m.arch.value == "aarch64" {
             let (arch, why, fact) = arm_arch(m);
+            hints.push(format!(
+                "what is proven for this arm64 build: on arm64 hardware the runtime is built and verified as usual; on an x86-64 Linux host (`cargo xtask cross`, `dist`) it is cross-built and proven at the C level only: logits under `qemu-aarch64 -cpu {}` vs the x86 portable build, and refusal (exit 3) on a CPU lacking a required feature; no Rust runtime (docs/arm64.md)",
+                crate::cross::cpu_for(&crate::requirements::arm_extensions(&arch))
+                    .map_or("max", |c| c.model)
+            ));
             d.push(Decision::new(
                 "GGML_CPU_ARM_ARCH",
                 &arch,
