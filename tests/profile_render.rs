@@ -46,6 +46,11 @@ snapshot_test!(apple_m2, "apple-m2");
 snapshot_test!(arm64_linux_server, "arm64-linux-server-graviton3");
 snapshot_test!(nvidia_gpu_without_toolkit, "nvidia-gpu-no-toolkit");
 snapshot_test!(declared_ci_variant_v3, "declared-linux-x86_64-v3");
+snapshot_test!(declared_arm64_armv8, "declared-linux-arm64-armv8");
+snapshot_test!(
+    declared_arm64_v82_dotprod,
+    "declared-linux-arm64-v82-dotprod"
+);
 
 #[test]
 fn rendering_twice_gives_identical_bytes_and_hash() {

@@ -77,6 +77,9 @@ pub struct Verification {
     /// device as documented (exit code 4) instead of running on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_device: Option<NoDeviceCheck>,
+    /// Cross builds (arm64 on x86-64): the C-level checks under qemu-aarch64 (`verify::emulated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<crate::verify::emulated::EmulatedReport>,
 }
 
 /// What `tunellama info` said on a host without the build's GPU.
@@ -178,8 +181,20 @@ pub fn portable_machine(host: &Machine) -> Machine {
 
 /// Finds or builds the entry for `req`, verifies it, and publishes it.
 pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Result<Ensured> {
+    // A target of another architecture (arm64 on x86-64) is cross-built with its own toolchain
+    // (part of the key) and verified at the C level under emulation: no Rust runtime (cross.rs).
+    let cross = if crate::cross::is_cross(req.host, req.target) {
+        Some(crate::cross::detect(req.host, req.target)?)
+    } else {
+        None
+    };
+    let req = &Request {
+        with_runtime: req.with_runtime && cross.is_none(),
+        ..*req
+    };
+    let cross = cross.as_ref();
     let fingerprint = crate::setup::fingerprint_of(req.host);
-    let inputs = key_inputs(
+    let mut inputs = key_inputs(
         req.profile,
         req.host,
         &req.tree.digest,
@@ -189,6 +204,9 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
             None
         },
     );
+    if let Some(tc) = cross {
+        inputs.toolchain = tc.key_toolchain(&inputs.toolchain);
+    }
     let key = cache::key_of(&inputs);
     let decisions: Vec<(String, String)> = req
         .profile
@@ -217,7 +235,11 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
                 req.label,
                 changes.join("; ")
             ));
-            let v = verification(ctx, req, &entry.join("prefix"), &key, progress)?;
+            let (v, program) =
+                verification(ctx, req, cross, &entry.join("prefix"), &key, progress)?;
+            if let Some(p) = program {
+                let _ = fs_err::remove_file(p);
+            }
             m.fingerprint = fingerprint.clone();
             m.verification = Some(serde_json::to_value(&v)?);
             cache.update_manifest(&m)?;
@@ -232,7 +254,7 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
             }
             if req.force {
                 changes.push("--force".into());
-            } else if req.reference == Reference::Portable {
+            } else if req.reference == Reference::Portable && cross.is_none() {
                 if let Some(old) = cache
                     .current()
                     .filter(|c| c != &key)
@@ -254,6 +276,7 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
                 &key,
                 &decisions,
                 &fingerprint,
+                cross,
                 progress,
             )?;
             (Outcome::Built, changes, m)
@@ -288,6 +311,7 @@ fn build_and_publish(
     key: &str,
     decisions: &[(String, String)],
     fingerprint: &Fingerprint,
+    cross: Option<&crate::cross::CrossToolchain>,
     progress: &dyn Progress,
 ) -> anyhow::Result<Manifest> {
     let staging = cache.stage(key)?;
@@ -342,6 +366,7 @@ fn build_and_publish(
                 .map(|t| t.path.clone())
                 .unwrap_or_else(|| "cmake".into())
                 .into(),
+            toolchain_file: cross.map(|tc| tc.toolchain_file()),
         };
         let out = crate::build::run(&plan, progress)?;
         ctx.info(format!(
@@ -361,7 +386,14 @@ fn build_and_publish(
             progress,
         )?;
     }
-    let v = verification(ctx, req, &prefix, key, progress)?;
+    let (v, program) = verification(ctx, req, cross, &prefix, key, progress)?;
+    if let Some(program) = program {
+        // Kept in the prefix (and so in a dist archive): the target machine can run it too.
+        let to = prefix.join(crate::verify::emulated::PROGRAM);
+        fs_err::create_dir_all(to.parent().expect("has parent"))?;
+        fs_err::copy(&program, &to)?;
+        let _ = fs_err::remove_file(&program);
+    }
     fs_err::copy(&log, staging.join("build.log"))?;
     let manifest = Manifest {
         schema: 1,
@@ -416,21 +448,31 @@ pub fn cannot_run_here(host: &Machine, required: &[String], info: &RuntimeInfo) 
     None
 }
 
-/// The smoke link test plus the runtime checks (the reference logits come from the portable build).
-pub fn verification(
+/// The smoke link test plus the runtime checks (the reference logits come from the portable build);
+/// for a cross build the C-level checks under emulation, and the verification program to keep.
+fn verification(
     ctx: &Ctx,
     req: &Request,
+    cross: Option<&crate::cross::CrossToolchain>,
     prefix: &Path,
     key: &str,
     progress: &dyn Progress,
-) -> anyhow::Result<Verification> {
+) -> anyhow::Result<(Verification, Option<PathBuf>)> {
+    if let Some(tc) = cross {
+        let (v, program) = cross_verification(ctx, req, tc, prefix, key, progress)?;
+        return Ok((v, Some(program)));
+    }
     if !req.with_runtime {
-        return Ok(Verification {
-            smoke: smoke(ctx, req.host, prefix, key)?,
-            runtime: None,
-            skipped: Some("--lib-only: no runtime built".into()),
-            no_device: None,
-        });
+        return Ok((
+            Verification {
+                smoke: smoke(ctx, req.host, prefix, key)?,
+                runtime: None,
+                skipped: Some("--lib-only: no runtime built".into()),
+                no_device: None,
+                emulated: None,
+            },
+            None,
+        ));
     }
     let reference = |model: &Path| -> anyhow::Result<ReferenceLogits> {
         Ok(match req.reference {
@@ -438,7 +480,94 @@ pub fn verification(
             Reference::Portable => Some(portable_reference(ctx, req, model, progress)?),
         })
     };
-    verify_prefix(ctx, req.host, req.label, prefix, key, &reference)
+    Ok((
+        verify_prefix(ctx, req.host, req.label, prefix, key, &reference)?,
+        None,
+    ))
+}
+
+/// A cross build (arm64 on this x86-64 host): the C verification program under qemu-aarch64 on the
+/// oldest emulated CPU with the build's features, against this host's portable (x86) build's
+/// logits, and its refusal on an older CPU. A tuned variant also brings the portable arm64 build
+/// (armv8-a, run on a Cortex-A72) so one `dist` proves both.
+fn cross_verification(
+    ctx: &Ctx,
+    req: &Request,
+    tc: &crate::cross::CrossToolchain,
+    prefix: &Path,
+    key: &str,
+    progress: &dyn Progress,
+) -> anyhow::Result<(Verification, PathBuf)> {
+    let required = crate::requirements::required_cpu_features(req.target, req.profile);
+    let mut portable_arm64 = None;
+    if !required.is_empty() {
+        let portable = portable_machine(req.target);
+        let profile = crate::profile::plan(&portable, &Default::default());
+        let e = ensure(
+            ctx,
+            &Request {
+                label: "portable arm64 reference",
+                target: &portable,
+                host: req.host,
+                profile: &profile,
+                tree: req.tree,
+                force: false,
+                reference: Reference::Portable,
+                with_runtime: false,
+            },
+            progress,
+        )?;
+        let summary = e
+            .manifest
+            .verification
+            .as_ref()
+            .and_then(|v| v.pointer("/emulated/summary"))
+            .and_then(|s| s.as_str())
+            .unwrap_or("?")
+            .to_string();
+        portable_arm64 = Some(format!("portable arm64 build {}: {summary}", e.key));
+    }
+    let model = tiny_model(ctx)?;
+    let (reference, name) = portable_reference(ctx, req, &model, progress)?;
+    let work = ctx
+        .cache_dir
+        .join("tmp")
+        .join(format!("verify-{key}-{}", std::process::id()));
+    let result =
+        crate::verify::emulated::verify(tc, prefix, &required, &model, (&reference, &name), &work);
+    let (mut report, exe) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs_err::remove_dir_all(&work);
+            return Err(e.into());
+        }
+    };
+    report.portable_arm64 = portable_arm64;
+    ctx.info(format!("{}: verified: {}", req.label, report.summary));
+    // Moved out of the scratch dir before it is removed.
+    let kept = ctx
+        .cache_dir
+        .join("tmp")
+        .join(format!("logits-check-{key}-{}", std::process::id()));
+    fs_err::rename(&exe, &kept)?;
+    let _ = fs_err::remove_dir_all(&work);
+    Ok((
+        Verification {
+            smoke: crate::verify::SmokeReport {
+                system_info: report.system_info.clone(),
+                link_command: report.link_command.clone(),
+            },
+            runtime: None,
+            skipped: Some(format!(
+                "{}; verified at the C level instead: {}",
+                crate::verify::emulated::NO_RUST_RUNTIME,
+                report.summary
+            )),
+            no_device: None,
+            emulated: Some(report),
+        },
+        kept,
+    ))
 }
 
 /// The link smoke test of a prefix, compiled with the host's C compiler.
@@ -505,6 +634,7 @@ pub fn verify_prefix(
                 runtime: None,
                 skipped: Some(what),
                 no_device: Some(check),
+                emulated: None,
             });
         }
         ctx.info(format!("{label}: not run on this machine: {why}"));
@@ -513,6 +643,7 @@ pub fn verify_prefix(
             runtime: None,
             skipped: Some(why),
             no_device: None,
+            emulated: None,
         });
     }
     let model = tiny_model(ctx)?;
@@ -556,6 +687,7 @@ pub fn verify_prefix(
         runtime: Some(report),
         skipped: None,
         no_device: None,
+        emulated: None,
     })
 }
 

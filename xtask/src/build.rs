@@ -28,6 +28,10 @@ pub struct BuildPlan {
     /// Extra `-D` definitions that are not machine decisions (build number/commit, prefix).
     pub defines: Vec<(String, String)>,
     pub cmake: PathBuf,
+    /// A CMake toolchain file for cross builds (`cross.rs`), written beside the profile and
+    /// passed as `CMAKE_TOOLCHAIN_FILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain_file: Option<String>,
 }
 
 /// The static libraries in link order, system libraries and search paths: written by the build
@@ -127,6 +131,11 @@ pub fn run(plan: &BuildPlan, progress: &dyn Progress) -> Result<BuildOutput, Bui
     configure = configure.arg(format!("-DCMAKE_INSTALL_PREFIX={}", plan.prefix.display()));
     for (k, v) in &plan.defines {
         configure = configure.arg(format!("-D{k}={v}"));
+    }
+    if let Some(text) = &plan.toolchain_file {
+        let file = plan.build_dir.join("toolchain.cmake");
+        fs_err::write(&file, text).map_err(io(&file))?;
+        configure = configure.arg(format!("-DCMAKE_TOOLCHAIN_FILE={}", file.display()));
     }
     progress.start("configure", None, Unit::Steps);
     step("configure", &configure, &mut log, &plan.log, |_| {})?;

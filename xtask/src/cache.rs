@@ -34,6 +34,10 @@ pub struct Toolchain {
     pub ninja: Option<String>,
     #[serde(default)]
     pub nvcc: Option<String>,
+    /// Cross builds only (`cross.rs`): the target triple and the toolchain file's hash; absent
+    /// from native keys, so their keys are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross: Option<String>,
 }
 
 /// What the build runs on but that does not change its bytes: a change means re-verify.

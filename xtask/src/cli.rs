@@ -81,6 +81,8 @@ pub enum Command {
     Testmodel(TestModelArgs),
     /// Build one CI matrix variant (ci/matrix.toml) and pack it as a prebuilt archive + manifest
     Dist(DistArgs),
+    /// Cross-build a declared arm64 Machine on this x86-64 host and verify it under qemu-aarch64
+    Cross(CrossArgs),
     /// Run the current build's runtime binary with ARGS (`cargo xtask run -- info --json`)
     Run(RunArgs),
     /// Regenerate the runtime's FFI bindings from the pinned llama.h (needs libclang; installs it)
@@ -141,6 +143,16 @@ pub struct ProfileArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CrossArgs {
+    /// A declared Machine (JSON) of another architecture, e.g. tests/fixtures/machines/declared-linux-arm64-v82-dotprod.json
+    #[arg(long, value_name = "FILE")]
+    pub machine: PathBuf,
+    /// Rebuild even when the cache holds this build
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PrereqArgs {
     /// Install what is missing through the system package manager (asks first unless --yes/CI)
     #[arg(long)]
@@ -149,6 +161,10 @@ pub struct PrereqArgs {
     /// cache (nvcc, cudart, cuBLAS; about 1 GiB; python3-pip through the package manager if missing)
     #[arg(long, requires = "install")]
     pub cuda_wheels: bool,
+    /// Also what cross-building for ARCH and running it under emulation needs (`aarch64`: the
+    /// arm64 cross compilers and qemu-user)
+    #[arg(long, value_name = "ARCH")]
+    pub cross: Option<String>,
 }
 
 #[derive(Debug, Args)]

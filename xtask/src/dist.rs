@@ -29,6 +29,9 @@ pub struct DistReport {
     pub size: u64,
     /// Why the runtime checks did not run here, when they did not.
     pub verification_skipped: Option<String>,
+    /// Cross builds: what ran instead (C-level logits under qemu-aarch64 -cpu X, max |diff|).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulated: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +63,14 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
     let variant = matrix.variant(&args.variant)?.clone();
     let host = crate::prereq::ensure_build_tools(ctx)?;
     let (want_os, want_arch) = (&variant.machine.os.value, &variant.machine.arch.value);
-    if want_os != &host.os.value || want_arch != &host.arch.value {
+    // An arm64 Linux variant on an x86-64 Linux host is cross-built and verified under
+    // qemu-aarch64 at the C level (cross.rs, verify/emulated.rs): same ensure path, no runtime.
+    let cross = crate::cross::is_cross(&host, &variant.machine)
+        && crate::cross::supported(&host, &variant.machine);
+    if cross {
+        crate::prereq::ensure_cross_tools(ctx, want_arch)?;
+    }
+    if !cross && (want_os != &host.os.value || want_arch != &host.arch.value) {
         return Err(DistError::WrongHost {
             variant: variant.name.clone(),
             runner: variant.runner.clone(),
@@ -177,6 +187,10 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
         size: packed.size,
         verification_skipped: (m.verification.status == VerificationStatus::NotRun)
             .then(|| m.verification.detail.clone()),
+        emulated: verification
+            .pointer("/emulated/summary")
+            .and_then(|s| s.as_str())
+            .map(str::to_string),
     };
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -189,6 +203,9 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
             report.sha256
         );
         println!("  manifest: {}", report.manifest.display());
+        if let Some(what) = &report.emulated {
+            println!("  verified under emulation: {what}");
+        }
         if let Some(why) = &report.verification_skipped {
             println!("  NOT VERIFIED HERE: {why}");
         }
@@ -215,6 +232,13 @@ fn summarize(
                         l.max_abs_diff, l.reference
                     ))
                     .unwrap_or_default()
+            ),
+        },
+        (Some(v), None) if v.emulated.is_some() => VerificationSummary {
+            status: VerificationStatus::Emulated,
+            detail: format!(
+                "{}; the archive has no Rust runtime (bin/tunellama): it cannot be installed by `setup --prebuilt-index`",
+                v.emulated.as_ref().map(|e| e.summary.as_str()).unwrap_or_default()
             ),
         },
         (v, None) => VerificationSummary {

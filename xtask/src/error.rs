@@ -31,6 +31,12 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::verify::VerifyError>() {
             return Some(e.hint());
         }
+        if let Some(e) = cause.downcast_ref::<crate::cross::CrossError>() {
+            return Some(e.hint());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::verify::emulated::EmulatedError>() {
+            return Some(e.hint());
+        }
         if let Some(e) = cause.downcast_ref::<crate::cache::CacheError>() {
             return Some(e.hint());
         }

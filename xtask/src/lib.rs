@@ -11,6 +11,7 @@ pub mod ci;
 pub mod cli;
 pub mod cmd;
 pub mod context;
+pub mod cross;
 pub mod cuda_wheels;
 pub mod dist;
 pub mod download;

@@ -40,6 +40,7 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Testmodel(a) => xtask::testmodel::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Bench(a) => xtask::bench::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Dist(a) => xtask::dist::run(ctx, &a, &*bars::for_ctx(ctx)),
+        Command::Cross(a) => xtask::cross::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Run(a) => xtask::status::run_runtime(ctx, &a.args),
         Command::Bindings(a) => xtask::bindings::run(ctx, &a),
         Command::Ci(a) => xtask::ci::run(ctx, &a),

@@ -61,6 +61,76 @@ pub fn missing_for_build(m: &Machine) -> Vec<Need> {
     out
 }
 
+/// What cross-building for `target_arch` on this host and running the result under emulation
+/// needs (`aarch64`: Debian's arm64 cross compilers and qemu-user; `cross.rs`).
+pub fn missing_for_cross(target_arch: &str) -> Vec<Need> {
+    let path = crate::env::path_var();
+    cross_needs(target_arch)
+        .into_iter()
+        .filter(|n| which_in(&n.tool, &path).is_none())
+        .collect()
+}
+
+/// Every tool a cross build for `target_arch` uses, with its packages (Debian 12 names for apt).
+pub fn cross_needs(target_arch: &str) -> Vec<Need> {
+    if target_arch != "aarch64" {
+        return Vec::new();
+    }
+    let triple = crate::cross::AARCH64_TRIPLE;
+    [
+        (
+            format!("{triple}-gcc"),
+            "the C cross compiler for arm64 builds of llama.cpp",
+            "gcc-aarch64-linux-gnu",
+            "gcc-aarch64-linux-gnu",
+            "aarch64-linux-gnu-gcc",
+        ),
+        (
+            format!("{triple}-g++"),
+            "the C++ cross compiler for arm64 builds of llama.cpp",
+            "g++-aarch64-linux-gnu",
+            "gcc-c++-aarch64-linux-gnu",
+            "aarch64-linux-gnu-gcc",
+        ),
+        (
+            "qemu-aarch64".to_string(),
+            "runs the arm64 verification program on emulated Cortex-A72/Neoverse-N1 CPUs",
+            "qemu-user",
+            "qemu-user",
+            "qemu-user",
+        ),
+    ]
+    .into_iter()
+    .map(|(tool, why, apt, dnf, pacman)| Need {
+        apt,
+        dnf,
+        pacman,
+        ..need(&tool, why, apt)
+    })
+    .collect()
+}
+
+/// Installs what cross-building for `target_arch` needs (saying what and why), then checks again.
+pub fn ensure_cross_tools(ctx: &Ctx, target_arch: &str) -> anyhow::Result<()> {
+    let needs = missing_for_cross(target_arch);
+    if needs.is_empty() {
+        return Ok(());
+    }
+    install(ctx, &needs)?;
+    let still = missing_for_cross(target_arch);
+    if !still.is_empty() {
+        anyhow::bail!(
+            "still missing after installing: {}",
+            still
+                .iter()
+                .map(|n| n.tool.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn need(tool: &str, why: &str, pkg: &'static str) -> Need {
     Need {
         tool: tool.into(),
@@ -285,8 +355,16 @@ pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
 
 /// `cargo xtask prereqs`: show (or install, with `--install`) what a build needs.
 pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(arch) = args.cross.as_deref().filter(|a| *a != "aarch64") {
+        anyhow::bail!(
+            "--cross {arch}: only aarch64 (arm64 Linux on an x86-64 Linux host) is supported"
+        );
+    }
     if args.install {
         let m = ensure_build_tools(ctx)?;
+        if let Some(arch) = &args.cross {
+            ensure_cross_tools(ctx, arch)?;
+        }
         if args.cuda_wheels {
             let root = crate::cuda_wheels::ensure(ctx)?;
             ctx.info(format!(
@@ -312,7 +390,10 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let m = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
-    let needs = missing_for_build(&m);
+    let mut needs = missing_for_build(&m);
+    if let Some(arch) = &args.cross {
+        needs.extend(missing_for_cross(arch));
+    }
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&needs)?);
     } else if needs.is_empty() {
@@ -349,6 +430,25 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arm64_cross_builds_install_debian_cross_compilers_and_qemu_user() {
+        let needs = cross_needs("aarch64");
+        let tools: Vec<&str> = needs.iter().map(|n| n.tool.as_str()).collect();
+        assert_eq!(
+            tools,
+            [
+                "aarch64-linux-gnu-gcc",
+                "aarch64-linux-gnu-g++",
+                "qemu-aarch64"
+            ]
+        );
+        assert_eq!(
+            Manager::Apt.commands(&needs, true)[1].join(" "),
+            "apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user"
+        );
+        assert!(cross_needs("riscv64").is_empty());
+    }
 
     #[test]
     fn apt_installs_debian_package_names_after_an_update() {

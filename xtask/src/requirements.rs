@@ -26,12 +26,17 @@ pub fn required_cpu_features(machine: &Machine, profile: &Profile) -> Vec<String
             .decisions
             .iter()
             .find(|d| d.name == "GGML_CPU_ARM_ARCH")
-            .map(|d| d.value.split('+').skip(1).map(str::to_string).collect())
+            .map(|d| arm_extensions(&d.value))
             .unwrap_or_default()
     };
     out.sort();
     out.dedup();
     out
+}
+
+/// The extensions of a `GGML_CPU_ARM_ARCH` value: `armv8.2-a+fp16+dotprod` → fp16, dotprod.
+pub fn arm_extensions(arch: &str) -> Vec<String> {
+    arch.split('+').skip(1).map(str::to_string).collect()
 }
 
 fn option_on(profile: &Profile, name: &str) -> bool {

@@ -43,6 +43,7 @@ pub fn toolchain_of(m: &Machine) -> Toolchain {
         cmake: tool(&m.tools.cmake).unwrap_or_else(|| "none".into()),
         ninja: tool(&m.tools.ninja),
         nvcc: m.cuda.found().map(|c| format!("{} {}", c.version, c.nvcc)),
+        cross: None,
     }
 }
 

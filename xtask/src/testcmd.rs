@@ -11,6 +11,11 @@ fn cargo() -> String {
 pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::process::ExitCode> {
     // The build tests compile real llama.cpp: cmake and ninja must be there first.
     crate::prereq::ensure_build_tools(ctx)?;
+    // tests/arm64_qemu.rs cross-builds llama.cpp for arm64 and runs it under qemu-aarch64: the
+    // arm64 cross compilers and qemu-user (docs/arm64.md). Only an x86-64 Linux host cross-builds.
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        crate::prereq::ensure_cross_tools(ctx, "aarch64")?;
+    }
     let root = &ctx.repo_root;
     let steps: Vec<(&str, Cmd)> = vec![
         (

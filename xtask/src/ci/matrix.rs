@@ -451,6 +451,7 @@ mod tests {
                 "linux-x86_64-v4",
                 "linux-x86_64-cuda12",
                 "linux-arm64",
+                "linux-arm64-v82",
                 "macos-arm64-metal",
                 "windows-x86_64",
                 "windows-x86_64-cuda12"
@@ -561,6 +562,24 @@ mod tests {
             if v.status == Status::Experimental {
                 assert!(v.proof.len() > 20, "{}: say why it is experimental", v.name);
             }
+        }
+    }
+
+    #[test]
+    fn the_arm64_variants_build_exactly_what_the_arm64_test_proves() {
+        // tests/arm64_qemu.rs cross-builds these fixtures; the variants' proof rests on their
+        // profiles (and so their build keys) being the same.
+        let m = Matrix::load(&root()).unwrap();
+        for (variant, fixture) in [
+            ("linux-arm64", "declared-linux-arm64-armv8.json"),
+            ("linux-arm64-v82", "declared-linux-arm64-v82-dotprod.json"),
+        ] {
+            let v = m.variant(variant).unwrap();
+            let f = Machine::from_json_file(&root().join("tests/fixtures/machines").join(fixture))
+                .unwrap();
+            let a = crate::profile::plan(&v.machine, &Default::default());
+            let b = crate::profile::plan(&f, &Default::default());
+            assert_eq!(a.hash, b.hash, "{variant} vs {fixture}");
         }
     }
 

@@ -101,6 +101,13 @@ fn install(
         let prefix = staging.join("prefix");
         super::archive::extract_safe(&archive, &prefix)?;
         fs_err::remove_dir_all(&downloads)?;
+        if !crate::runtime_build::binary_in(&prefix).is_file() {
+            anyhow::bail!(
+                "prebuilt {} has no runtime binary ({}): it was cross-built and checked at the C level only; build from source with `cargo xtask setup --from-source`",
+                artifact.variant,
+                crate::runtime_build::binary_in(Path::new("")).display()
+            );
+        }
         // The archive carries the portable reference logits of the verification model
         // (reference-logits.json; older archives only inside their verification report).
         let ours = crate::artifact::tiny_model(ctx)?;
@@ -155,6 +162,7 @@ fn install(
                 cmake: "prebuilt".into(),
                 ninja: None,
                 nvcc: None,
+                cross: None,
             },
             runtime_source: None,
         };

@@ -44,6 +44,9 @@ pub enum VerificationStatus {
     /// The runtime's checks (features, generation, logits vs the portable build) passed on the
     /// build host.
     Verified,
+    /// Cross-built: the C verification program ran under emulation (qemu-user) and matched the
+    /// portable reference; the archive has no Rust runtime.
+    Emulated,
     /// The build host cannot run it (another CPU, GPU or OS); it is verified at install time
     /// against the reference logits in the archive.
     NotRun,

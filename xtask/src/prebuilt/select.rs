@@ -237,8 +237,17 @@ mod tests {
 
     #[test]
     fn arm64_rejects_x86_variants_and_picks_arm64() {
+        // Graviton3 has dotprod: the armv8.2 build, not the armv8.0 baseline.
         let s = pick("arm64-linux-server-graviton3.json");
+        assert_eq!(s.chosen.as_ref().unwrap().variant, "linux-arm64-v82");
+        // An armv8.0 core (no dotprod) gets the baseline, and is told why not the v8.2 one.
+        let mut a72 = machine("tests/fixtures/machines/arm64-linux-server-graviton3.json");
+        a72.cpu.features = vec!["neon".into()];
+        let s = select(&index(), &a72, PIN);
         assert_eq!(s.chosen.as_ref().unwrap().variant, "linux-arm64");
+        assert!(reasons(&s, "linux-arm64-v82")
+            .iter()
+            .any(|r| r.contains("dotprod")));
         assert!(reasons(&s, "linux-x86_64-v3")
             .contains(&"built for x86_64, this machine is aarch64".to_string()));
     }

@@ -32,6 +32,58 @@ pub(crate) const X86_ISA: &[(&str, &[&str])] = &[
     ("GGML_AMX_BF16", &["amx-bf16"]),
 ];
 
+/// Declared arm64 features that need an Armv8.2-A base, with the `-march` extension that enables
+/// each. They are optional extensions from v8.2 on (Arm ARM, "Armv8.2 extensions"; GCC's
+/// "AArch64 Options" accepts them only on an `armv8.2-a` or later base), so a machine declaring
+/// none of them gets plain `armv8-a`.
+pub(crate) const ARM_V82_EXTENSIONS: &[(&str, &str)] = &[
+    ("fp16", "+fp16"),
+    ("dotprod", "+dotprod"),
+    ("i8mm", "+i8mm"),
+    ("sve", "+sve"),
+];
+
+/// `GGML_CPU_ARM_ARCH` for a declared arm64 machine, with why and the fact that chose it.
+///
+/// The base is `armv8-a` (Armv8.0: Cortex-A53/A72, Raspberry Pi 3/4, Graviton1): code built for it
+/// runs on every arm64 CPU, so it is the portable reference. `armv8.2-a` is used only when a
+/// declared feature needs it (fp16, dotprod, i8mm, sve), and then every such feature is added
+/// explicitly: `armv8.2-a` alone implies none of them, and a v8.2 build runs only where they exist
+/// (a v8.2+dotprod build dies with SIGILL on a Cortex-A72; LLAMA_CPP_FACTS.md, arm64).
+fn arm_arch(m: &Machine) -> (String, String, String) {
+    let used: Vec<&str> = ARM_V82_EXTENSIONS
+        .iter()
+        .filter(|(f, _)| m.cpu.has(f))
+        .map(|(f, _)| *f)
+        .collect();
+    if used.is_empty() {
+        let ignored = if m.cpu.features.is_empty() {
+            "none".to_string()
+        } else {
+            m.cpu.features.join(", ")
+        };
+        return (
+            "armv8-a".into(),
+            "Armv8.0 base: no declared feature needs more, so the code runs on every arm64 CPU (Cortex-A53/A72 included)".into(),
+            format!("cpu.features = [{ignored}]: none of fp16, dotprod, i8mm, sve"),
+        );
+    }
+    let mut arch = String::from("armv8.2-a");
+    for (f, ext) in ARM_V82_EXTENSIONS {
+        if used.contains(f) {
+            arch.push_str(ext);
+        }
+    }
+    (
+        arch,
+        format!(
+            "Armv8.2 base because the declared {} need it; each extension named explicitly (armv8.2-a alone implies none); this build needs a CPU with them and is refused on older ones",
+            used.join(", ")
+        ),
+        format!("cpu.features has {}", used.join(", ")),
+    )
+}
+
 pub struct Outcome {
     pub decisions: Vec<Decision>,
     pub backends: Vec<Backend>,
@@ -140,25 +192,18 @@ pub fn decide(m: &Machine, o: &Overrides, table: &CudaTable) -> Outcome {
                 ));
             }
         } else if m.arch.value == "aarch64" {
-            let mut arch = String::from("armv8.2-a");
-            let mut used = Vec::new();
-            for (f, ext) in [
-                ("fp16", "+fp16"),
-                ("dotprod", "+dotprod"),
-                ("i8mm", "+i8mm"),
-                ("sve", "+sve"),
-            ] {
-                if m.cpu.has(f) {
-                    arch.push_str(ext);
-                    used.push(f);
-                }
-            }
+            let (arch, why, fact) = arm_arch(m);
+            hints.push(format!(
+                "what is proven for this arm64 build: on arm64 hardware the runtime is built and verified as usual; on an x86-64 Linux host (`cargo xtask cross`, `dist`) it is cross-built and proven at the C level only: logits under `qemu-aarch64 -cpu {}` vs the x86 portable build, and refusal (exit 3) on a CPU lacking a required feature; no Rust runtime (docs/arm64.md)",
+                crate::cross::cpu_for(&crate::requirements::arm_extensions(&arch))
+                    .map_or("max", |c| c.model)
+            ));
             d.push(Decision::new(
                 "GGML_CPU_ARM_ARCH",
                 &arch,
                 "STRING",
-                "explicit target for the declared arm64 features",
-                format!("cpu.features = [{}]", used.join(", ")),
+                why,
+                fact,
             ));
         }
     } else {
@@ -525,3 +570,41 @@ fn decide_cuda(
 
 /// What a CUDA build proves where it is built (docs/cuda.md), for `profile --explain`.
 pub const CUDA_PROOF: &str = "verified (logits vs the portable build) only on a machine with a usable NVIDIA GPU; elsewhere setup proves it compiles, links and starts, and that the runtime reports the missing driver/device (exit 4)";
+
+#[cfg(test)]
+mod arm_tests {
+    use super::*;
+
+    fn arm(features: &[&str]) -> String {
+        let mut m: Machine = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/machines/declared-linux-arm64-armv8.json"
+        ))
+        .unwrap();
+        m.cpu.features = features.iter().map(|f| f.to_string()).collect();
+        arm_arch(&m).0
+    }
+
+    #[test]
+    fn arm64_base_is_armv8_0_unless_a_declared_feature_needs_armv8_2() {
+        assert_eq!(arm(&[]), "armv8-a");
+        // NEON (AdvSIMD) is part of every Armv8.0-A core: no reason for v8.2.
+        assert_eq!(arm(&["neon"]), "armv8-a");
+        assert_eq!(arm(&["neon", "dotprod"]), "armv8.2-a+dotprod");
+        assert_eq!(arm(&["fp16"]), "armv8.2-a+fp16");
+        assert_eq!(
+            arm(&["sve", "i8mm", "dotprod", "fp16"]),
+            "armv8.2-a+fp16+dotprod+i8mm+sve"
+        );
+    }
+
+    #[test]
+    fn the_portable_arm64_reference_is_armv8_0() {
+        let m: Machine = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/machines/declared-linux-arm64-v82-dotprod.json"
+        ))
+        .unwrap();
+        let p = crate::artifact::portable_machine(&m);
+        assert_eq!(arm_arch(&p).0, "armv8-a");
+        assert_eq!(arm_arch(&m).0, "armv8.2-a+dotprod");
+    }
+}

@@ -3,6 +3,7 @@
 //! was compiled for (`llama_print_system_info`).
 
 use crate::build::{LinkDescription, LINK_FILE};
+pub mod emulated;
 pub mod features;
 pub mod runtime;
 
