@@ -5,7 +5,7 @@
 //! matching the x86 portable build's logits; the v8.2 build is refused on the Cortex-A72 (exit 3,
 //! the missing feature named) instead of dying with SIGILL. No Rust runtime is involved (rustup here
 //! has no aarch64 target). `cargo xtask test` installs the cross compilers and qemu-user first.
-//! The builds are cached in TUNELLAMA_CACHE_DIR (or the user cache), so a second run is fast.
+//! The builds are cached in TUNELLAMA_CACHE_DIR (`cargo xtask test` points it at the test cache), so a second run is fast.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

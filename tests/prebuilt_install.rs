@@ -1,5 +1,5 @@
 //! The prebuilt path end to end through the real binary: `dist --variant linux-x86_64-v2` builds
-//! the variant here (shared user cache, so a machine pays the build once) and packs it; the
+//! the variant here (in the test cache, so a machine pays the build once) and packs it; the
 //! archive is served from 127.0.0.1 by an index; `setup --prebuilt-index` installs it into a fresh
 //! cache for a recorded AVX2 Machine (download, checksum, safe extraction, the same runtime
 //! verification as a source build) with provenance "prebuilt"; Machines lacking SSE4.2 or

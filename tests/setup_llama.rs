@@ -1,6 +1,6 @@
 //! The real thing: `setup` fetches the pinned llama.cpp through the crate registry, verifies it,
 //! builds it with this machine's profile, verifies the result and publishes a cache entry.
-//! It shares the user's cache (or TUNELLAMA_CACHE_DIR) so a machine pays the build once.
+//! It uses TUNELLAMA_CACHE_DIR (`cargo xtask test` points it at the test cache) so a machine pays the build once.
 
 use serde_json::Value;
 use std::process::Command;

@@ -51,7 +51,7 @@ pub fn xtask_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// `cargo xtask setup` (a cache hit once a machine has built it; shares the user's cache),
+/// `cargo xtask setup` (a cache hit once a machine has built it; in TUNELLAMA_CACHE_DIR, the test cache),
 /// then `status --json`: what a script does to find the runtime.
 fn setup_status() -> &'static serde_json::Value {
     static S: OnceLock<serde_json::Value> = OnceLock::new();

@@ -8,6 +8,23 @@ fn cargo() -> String {
     crate::env::var("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
+/// Names the tests' own cache root (default: the user's cache root with `-test` appended).
+pub const TEST_CACHE_VAR: &str = "TUNELLAMA_TEST_CACHE_DIR";
+
+/// Where the tests build and cache what they need: never the user's cache (tests run `setup`,
+/// which moves `current.json`), but kept across runs so a machine pays each build once.
+pub fn test_cache_dir() -> std::path::PathBuf {
+    if let Some(d) = crate::env::var(TEST_CACHE_VAR) {
+        return d.into();
+    }
+    let user = crate::env::default_cache_dir();
+    let name = user
+        .file_name()
+        .map(|n| format!("{}-test", n.to_string_lossy()))
+        .unwrap_or_else(|| "tunellama-test".into());
+    user.with_file_name(name)
+}
+
 pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::process::ExitCode> {
     // The build tests compile real llama.cpp: cmake and ninja must be there first.
     crate::prereq::ensure_build_tools(ctx)?;
@@ -74,9 +91,18 @@ pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::proces
                 .hint("fix the runtime's lints shown above"),
         ),
     ];
+    // Every step sees the test cache as its cache (the tests' `xtask` runs, the runtime's build
+    // script for its lints), so nothing here touches the user's builds or `current.json`.
+    let cache = test_cache_dir();
+    eprintln!(
+        "== test cache: {} (set {TEST_CACHE_VAR} to move it)",
+        cache.display()
+    );
     for (name, cmd) in steps {
         eprintln!("== {name}: {}", cmd.display());
-        cmd.cwd(root).run_inherit()?;
+        cmd.env(crate::env::CACHE_DIR_VAR, &cache)
+            .cwd(root)
+            .run_inherit()?;
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
