@@ -86,6 +86,14 @@ pub fn toolchain_and_fingerprint(host: &Machine) -> (cache::Toolchain, Fingerpri
     )
 }
 
+/// The Vulkan headers a Vulkan build compiles against (`version include_dir`).
+pub fn vulkan_headers_identity(host: &Machine) -> Option<String> {
+    host.vulkan
+        .found()
+        .and_then(|v| v.headers.as_ref())
+        .map(|h| format!("{} {}", h.version, h.include_dir))
+}
+
 /// The portable baseline of this host: a declared machine with no optional CPU features and no
 /// GPU, so every ISA option is OFF (with GGML_NATIVE=OFF six of them default to ON: an AVX2 build).
 pub fn portable_machine(host: &Machine) -> Machine {
@@ -113,7 +121,10 @@ pub fn portable_machine(host: &Machine) -> Machine {
 
 /// Finds or builds the entry for `req`, verifies it, and publishes it.
 pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Result<Ensured> {
-    let (toolchain, fingerprint) = toolchain_and_fingerprint(req.host);
+    let (mut toolchain, fingerprint) = toolchain_and_fingerprint(req.host);
+    if req.profile.decision("GGML_VULKAN") == Some("ON") {
+        toolchain.vulkan_headers = vulkan_headers_identity(req.host);
+    }
     let inputs = KeyInputs {
         tree_digest: req.tree.digest.clone(),
         profile_hash: req.profile.hash.clone(),
@@ -339,7 +350,16 @@ pub fn cannot_run_here(host: &Machine, required: &[String], info: &RuntimeInfo) 
         .iter()
         .filter(|b| *b != "cpu")
         .collect();
-    if !gpu.is_empty() && host.gpus().is_empty() && host.metal.found().is_none() {
+    let runs_here = |b: &str| match b {
+        "vulkan" => host
+            .vulkan
+            .found()
+            .is_some_and(|v| !v.physical_devices.is_empty()),
+        "metal" => host.metal.found().is_some(),
+        _ => !host.gpus().is_empty(),
+    };
+    let gpu: Vec<&String> = gpu.into_iter().filter(|b| !runs_here(b)).collect();
+    if !gpu.is_empty() {
         return Some(format!(
             "needs a GPU for {}, this machine has none",
             gpu.iter()

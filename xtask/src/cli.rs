@@ -163,6 +163,10 @@ pub struct SetupArgs {
     /// Build and verify only the llama.cpp libraries (for linking your own program): no runtime
     #[arg(long)]
     pub lib_only: bool,
+    /// Build, verify and cache, but leave `current` (what `status` and `run` use) unchanged:
+    /// for a second variant beside the machine's tuned build (e.g. Vulkan on lavapipe)
+    #[arg(long)]
+    pub keep_current: bool,
     /// Prebuilt index to consult before building (a path or an https:// URL); repeatable
     #[arg(
         long,

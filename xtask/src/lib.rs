@@ -35,3 +35,4 @@ pub mod status;
 pub mod testcmd;
 pub mod testmodel;
 pub mod verify;
+pub mod vulkan_headers;

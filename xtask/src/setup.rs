@@ -43,6 +43,8 @@ pub fn toolchain_of(m: &Machine) -> Toolchain {
         cmake: tool(&m.tools.cmake).unwrap_or_else(|| "none".into()),
         ninja: tool(&m.tools.ninja),
         nvcc: m.cuda.found().map(|c| format!("{} {}", c.version, c.nvcc)),
+        // Set by `artifact::ensure` for Vulkan builds only.
+        vulkan_headers: None,
     }
 }
 
@@ -64,15 +66,24 @@ pub fn run(
     progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
-    let host = crate::prereq::ensure_build_tools(ctx)?;
+    let mut host = crate::prereq::ensure_build_tools(ctx)?;
     // A recorded Machine (--machine) is planned and matched against prebuilts instead of this
     // one; this machine's tools still build and its CPU still runs the verification.
-    let machine = match &args.machine.machine {
+    let mut machine = match &args.machine.machine {
         Some(file) => ctx.machine(Some(file))?,
         None => host.clone(),
     };
     let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
-    let profile = crate::profile::plan(&machine, &overrides);
+    let mut profile = crate::profile::plan(&machine, &overrides);
+    // A Vulkan build needs glslc, SPIR-V headers and Vulkan headers new enough for the pinned
+    // tree: provide them (saying what and why), then plan again with the headers found.
+    if profile.decision("GGML_VULKAN") == Some("ON") && !args.source.dry_run {
+        host = crate::prereq::ensure_vulkan(ctx, false)?;
+        if args.machine.machine.is_none() {
+            machine = host.clone();
+            profile = crate::profile::plan(&machine, &overrides);
+        }
+    }
     for w in &profile.warnings {
         eprintln!("warning: {w}");
     }
@@ -140,7 +151,15 @@ pub fn run(
         progress,
     )?;
     let cache = crate::cache::Cache::new(&ctx.cache_dir);
-    cache.set_current(&ensured.key)?;
+    if args.keep_current {
+        ctx.info(format!(
+            "--keep-current: build {} is cached and verified; the current build stays {}",
+            ensured.key,
+            cache.current().unwrap_or_else(|| "unset".into())
+        ));
+    } else {
+        cache.set_current(&ensured.key)?;
+    }
     let (outcome, key, entry, changes) = (
         ensured.outcome,
         ensured.key.clone(),

@@ -11,6 +11,11 @@ fn cargo() -> String {
 pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::process::ExitCode> {
     // The build tests compile real llama.cpp: cmake and ninja must be there first.
     crate::prereq::ensure_build_tools(ctx)?;
+    // tests/vulkan_lavapipe.rs builds and runs the Vulkan variant on Mesa's lavapipe: the
+    // loader, glslc, SPIR-V headers, vulkaninfo, lavapipe and headers new enough for the tree.
+    if cfg!(target_os = "linux") {
+        crate::prereq::ensure_vulkan(ctx, true)?;
+    }
     let root = &ctx.repo_root;
     let steps: Vec<(&str, Cmd)> = vec![
         (

@@ -147,6 +147,7 @@ fn install(
                 cmake: "prebuilt".into(),
                 ninja: None,
                 nvcc: None,
+                vulkan_headers: None,
             },
             runtime_source: None,
         };
