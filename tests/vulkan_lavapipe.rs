@@ -33,8 +33,16 @@ fn work() -> &'static Path {
     W.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
+/// The override file that turns Vulkan on for the CPU-type device.
+const OVERRIDES: &str = "vulkan-lavapipe.toml";
+
 fn xtask(args: &[&str]) -> Output {
+    xtask_in(work(), args)
+}
+
+fn xtask_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(dir)
         .args(args)
         .env("CI", "true")
         .env("MESA_SHADER_CACHE_DIR", shader_cache())
@@ -83,17 +91,16 @@ fn built() -> &'static Built {
             "no CPU-type Vulkan device (lavapipe) here: run `cargo xtask test`, which installs mesa-vulkan-drivers, libvulkan-dev, glslc, spirv-headers and vulkan-tools (probe: {})",
             probe["vulkan"]
         );
-        let overrides = work().join("vulkan-on.toml");
-        std::fs::write(&overrides, "[backends]\nvulkan = \"on\"\n").unwrap();
+        // Given by a relative name from the work dir: the override's name appears in the
+        // profile's explanations, and a temp path would change the profile (and the cache key)
+        // on every run.
+        std::fs::write(work().join(OVERRIDES), "[backends]\nvulkan = \"on\"\n").unwrap();
         let current_before = current();
         let report = json_of(
-            &xtask(&[
-                "setup",
-                "--keep-current",
-                "--overrides",
-                overrides.to_str().unwrap(),
-                "--json",
-            ]),
+            &xtask_in(
+                work(),
+                &["setup", "--keep-current", "--overrides", OVERRIDES, "--json"],
+            ),
             "setup (Vulkan on lavapipe)",
         );
         let entry = PathBuf::from(report["entry"].as_str().unwrap());

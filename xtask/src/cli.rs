@@ -141,6 +141,13 @@ pub struct PrereqArgs {
     /// Install what is missing through the system package manager (asks first unless --yes/CI)
     #[arg(long)]
     pub install: bool,
+    /// Also what a Vulkan build needs (loader, glslc, SPIR-V headers, vulkaninfo, headers new
+    /// enough for the pinned tree); implied when the profile (with --overrides) chooses Vulkan
+    #[arg(long)]
+    pub vulkan: bool,
+    /// Override file consulted for `[backends] vulkan` [default: profiles/local.toml]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -431,8 +431,26 @@ pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
 
 /// `cargo xtask prereqs`: show (or install, with `--install`) what a build needs.
 pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::process::ExitCode> {
+    let wants_vulkan = |m: &Machine| -> anyhow::Result<bool> {
+        if args.vulkan {
+            return Ok(true);
+        }
+        let o = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
+        Ok(crate::profile::plan(m, &o).decision("GGML_VULKAN") == Some("ON"))
+    };
     if args.install {
-        let m = ensure_build_tools(ctx)?;
+        let mut m = ensure_build_tools(ctx)?;
+        if wants_vulkan(&m)? {
+            m = ensure_vulkan(ctx, false)?;
+            ctx.info(format!(
+                "Vulkan build prerequisites present (headers {})",
+                m.vulkan
+                    .found()
+                    .and_then(|v| v.headers.as_ref())
+                    .map(|h| format!("{} at {}", h.version, h.include_dir))
+                    .unwrap_or_default()
+            ));
+        }
         ctx.info(format!(
             "all build prerequisites present (cmake {}, ninja {})",
             m.tools
@@ -449,7 +467,35 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let m = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
-    let needs = missing_for_build(&m);
+    let mut needs = missing_for_build(&m);
+    let vulkan = wants_vulkan(&m)?;
+    let mut headers_missing = false;
+    if vulkan {
+        needs.extend(missing_for_vulkan(&m, false));
+        headers_missing = vulkan_headers_needed(&m);
+    }
+    if headers_missing {
+        let have = m
+            .vulkan
+            .found()
+            .and_then(|v| v.headers.as_ref())
+            .map(|h| h.version.clone())
+            .unwrap_or_else(|| "none".into());
+        needs.push(Need {
+            tool: "Vulkan headers new enough for the pinned llama.cpp".into(),
+            why: format!(
+                "the headers here ({have}) lack VK_EXT_layer_settings, which ggml-vulkan.cpp uses; `prereqs --install` fetches Debian {}'s {} headers into {} with a private apt state (the system is not touched)",
+                crate::vulkan_headers::SUITE,
+                crate::vulkan_headers::PACKAGE,
+                crate::vulkan_headers::toolchains_dir(&ctx.cache_dir).display()
+            ),
+            apt: "",
+            dnf: "",
+            pacman: "",
+            brew: "",
+            winget: "",
+        });
+    }
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&needs)?);
     } else if needs.is_empty() {
@@ -458,8 +504,13 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
         for n in &needs {
             println!("missing: {} ({})", n.tool, n.why);
         }
-        if let Some(mgr) = Manager::detect() {
-            let cmds = mgr.commands(&needs, is_root());
+        let packaged: Vec<Need> = needs
+            .iter()
+            .filter(|n| !n.apt.is_empty())
+            .cloned()
+            .collect();
+        if let (Some(mgr), false) = (Manager::detect(), packaged.is_empty()) {
+            let cmds = mgr.commands(&packaged, is_root());
             println!(
                 "install with: {}",
                 cmds.iter()
