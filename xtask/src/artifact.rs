@@ -94,6 +94,26 @@ pub fn vulkan_headers_identity(host: &Machine) -> Option<String> {
         .map(|h| format!("{} {}", h.version, h.include_dir))
 }
 
+/// The Vulkan devices of this host with type and driver, for a Vulkan build's fingerprint.
+pub fn vulkan_devices_identity(host: &Machine) -> Vec<String> {
+    host.vulkan
+        .found()
+        .map(|v| {
+            v.physical_devices
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} (vulkan {}, driver {})",
+                        d.name,
+                        d.device_type.as_str(),
+                        d.driver.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The portable baseline of this host: a declared machine with no optional CPU features and no
 /// GPU, so every ISA option is OFF (with GGML_NATIVE=OFF six of them default to ON: an AVX2 build).
 pub fn portable_machine(host: &Machine) -> Machine {
@@ -121,9 +141,11 @@ pub fn portable_machine(host: &Machine) -> Machine {
 
 /// Finds or builds the entry for `req`, verifies it, and publishes it.
 pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Result<Ensured> {
-    let (mut toolchain, fingerprint) = toolchain_and_fingerprint(req.host);
+    let (mut toolchain, mut fingerprint) = toolchain_and_fingerprint(req.host);
     if req.profile.decision("GGML_VULKAN") == Some("ON") {
         toolchain.vulkan_headers = vulkan_headers_identity(req.host);
+        // A Vulkan device or driver change re-verifies the build (it does not change its bytes).
+        fingerprint.gpus.extend(vulkan_devices_identity(req.host));
     }
     let inputs = KeyInputs {
         tree_digest: req.tree.digest.clone(),
@@ -537,4 +559,82 @@ pub fn tiny_model(ctx: &Ctx) -> anyhow::Result<PathBuf> {
         crate::testmodel::write(&spec, &path)?;
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::{Vulkan, VulkanHeaders};
+
+    fn lavapipe_host() -> Machine {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/recorded/vulkaninfo-lavapipe-mesa22.3.6.txt"),
+        )
+        .unwrap();
+        let mut m: Machine = serde_json::from_value(serde_json::json!({
+            "schema": 1, "origin": "probed",
+            "os": {"value": "linux", "source": "t"}, "arch": {"value": "x86_64", "source": "t"},
+            "cpu": {}
+        }))
+        .unwrap();
+        let devices = crate::probe::accel::parse_vulkaninfo(&text);
+        m.vulkan = Detection::Found(Vulkan {
+            loader: "/usr/lib/x86_64-linux-gnu/libvulkan.so.1".into(),
+            devices: devices.iter().map(|d| d.name.clone()).collect(),
+            physical_devices: devices,
+            glslc: Some("/usr/bin/glslc".into()),
+            spirv_headers: None,
+            headers: Some(VulkanHeaders {
+                include_dir: "/c/toolchains/vulkan-headers-1.4.309/usr/include".into(),
+                version: "1.4.309".into(),
+                sufficient: true,
+                provider: "cache".into(),
+                source: "t".into(),
+            }),
+            source: "t".into(),
+        });
+        m
+    }
+
+    #[test]
+    fn vulkan_headers_and_devices_identify_only_vulkan_builds() {
+        let host = lavapipe_host();
+        assert_eq!(
+            vulkan_headers_identity(&host).as_deref(),
+            Some("1.4.309 /c/toolchains/vulkan-headers-1.4.309/usr/include")
+        );
+        let devs = vulkan_devices_identity(&host);
+        assert_eq!(devs.len(), 1);
+        assert!(
+            devs[0].contains("llvmpipe") && devs[0].contains("vulkan cpu"),
+            "{devs:?}"
+        );
+        // A build without Vulkan serialises its toolchain exactly as before the field existed,
+        // so its cache key does not move when Vulkan headers appear on the machine.
+        let (t, _) = toolchain_and_fingerprint(&host);
+        assert!(t.vulkan_headers.is_none());
+        assert!(!serde_json::to_string(&t).unwrap().contains("vulkan"));
+    }
+
+    #[test]
+    fn a_vulkan_build_runs_where_the_loader_lists_a_device() {
+        let host = lavapipe_host();
+        let info: RuntimeInfo = serde_json::from_value(serde_json::json!({
+            "schema": 1,
+            "provenance": {"llama_commit": "x", "build_number": 0, "tree_digest": "d",
+                "pinned": true, "origin": "o", "profile_hash": "h", "key": "k", "provenance": "source"},
+            "compiled_for": {"target_arch": "x86_64", "backends": ["cpu", "vulkan"],
+                "ggml_native": false, "required_cpu_features": []},
+            "defaults": {"threads": 1, "threads_why": "", "gpu_layers": "auto", "gpu_layers_why": "",
+                "ctx_size": 1, "ctx_why": "", "ram_bytes": null}
+        }))
+        .unwrap();
+        assert_eq!(cannot_run_here(&host, &[], &info), None);
+        let mut none = host.clone();
+        none.vulkan = Detection::NotFound { looked_in: vec![] };
+        assert!(cannot_run_here(&none, &[], &info)
+            .unwrap()
+            .contains("vulkan"));
+    }
 }
