@@ -296,6 +296,18 @@ fn a_real_vulkan_gpu_is_built_for_by_default() {
         .find(|d| d.name == "GGML_VULKAN")
         .unwrap();
     assert!(!d.reason.contains("GGML_VK_VISIBLE_DEVICES"), "{d:?}");
+    // Without glslc the GPU still decides the build; the warning says what provides glslc.
+    let mut no_glslc = with_vulkan("vulkaninfo-summary-nvidia-llvmpipe-devices.txt", true);
+    if let xtask::machine::Detection::Found(v) = &mut no_glslc.vulkan {
+        v.glslc = None;
+    }
+    let p = plan(&no_glslc, &Overrides::default());
+    assert_eq!(p.decision("GGML_VULKAN"), Some("ON"));
+    assert!(
+        p.warnings.iter().any(|w| w.contains("glslc")),
+        "{:?}",
+        p.warnings
+    );
     let off = Overrides::parse("[backends]\nvulkan = \"off\"\n", "local.toml").unwrap();
     let p = plan(
         &with_vulkan("vulkaninfo-summary-nvidia-llvmpipe-devices.txt", true),

@@ -351,9 +351,7 @@ fn decide_vulkan(
     warnings: &mut Vec<String>,
 ) -> Result<String, String> {
     let forced = o.backends.vulkan == Switch::On;
-    let Some(glslc) = &v.glslc else {
-        return Err(format!("loader present ({}) but no glslc to compile the shaders (`cargo xtask prereqs` installs it)", v.loader));
-    };
+    let glslc = v.glslc.as_deref().unwrap_or("missing");
     // Machine files recorded before device types were probed list names only.
     let legacy_software = v.physical_devices.is_empty()
         && !v.devices.is_empty()
@@ -389,11 +387,14 @@ fn decide_vulkan(
         }
         None => {
             return Err(format!(
-                "loader present ({}) but no Vulkan device listed ({})",
+                "loader present ({}) but no Vulkan device listed ({}); `cargo xtask prereqs --vulkan --install` installs vulkaninfo so the probe can ask the loader",
                 v.loader, v.source
             ))
         }
     };
+    if v.glslc.is_none() {
+        warnings.push("no glslc to compile ggml's Vulkan shaders: `cargo xtask prereqs --install` (or setup) installs it".into());
+    }
     d.push(Decision::new(
         "GGML_VULKAN",
         "ON",
