@@ -109,3 +109,74 @@ fn rocminfo_gives_gfx_targets_and_hipconfig_its_version() {
         Some("6.0.32830")
     );
 }
+
+#[test]
+fn vulkaninfo_of_lavapipe_gives_a_cpu_type_device_with_its_heap_memory() {
+    use xtask::machine::VulkanDeviceType;
+    let full = accel::parse_vulkaninfo(&fixture("vulkaninfo-lavapipe-mesa22.3.6.txt"));
+    assert_eq!(full.len(), 1, "{full:?}");
+    let d = &full[0];
+    assert_eq!(d.index, 0);
+    assert_eq!(d.name, "llvmpipe (LLVM 15.0.6, 256 bits)");
+    assert_eq!(d.device_type, VulkanDeviceType::Cpu);
+    assert!(!d.device_type.is_gpu());
+    assert_eq!(d.memory_bytes, Some(2147483648));
+    assert_eq!(d.api_version.as_deref(), Some("1.3.230"));
+    // The summary names the same device and type but has no memory heaps.
+    let summary = accel::parse_vulkaninfo(&fixture("vulkaninfo-summary-lavapipe-mesa22.3.6.txt"));
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].name, d.name);
+    assert_eq!(summary[0].device_type, VulkanDeviceType::Cpu);
+    assert_eq!(summary[0].memory_bytes, None);
+}
+
+#[test]
+fn vulkaninfo_summary_types_tell_a_discrete_gpu_from_llvmpipe() {
+    use xtask::machine::VulkanDeviceType;
+    let devs = accel::parse_vulkaninfo(&fixture("vulkaninfo-summary-nvidia-llvmpipe-devices.txt"));
+    let types: Vec<_> = devs.iter().map(|d| (d.index, d.device_type)).collect();
+    assert_eq!(
+        types,
+        [(0, VulkanDeviceType::Discrete), (1, VulkanDeviceType::Cpu)]
+    );
+    assert!(devs[0].name.contains("RTX 2060"), "{devs:?}");
+    let amd = accel::parse_vulkaninfo(&fixture("vulkaninfo-summary-amd-devices.txt"));
+    assert_eq!(amd.len(), 1);
+    assert!(amd[0].device_type.is_gpu(), "{amd:?}");
+}
+
+#[test]
+fn vulkan_headers_version_and_layer_settings_are_read_from_vulkan_core_h() {
+    assert_eq!(
+        accel::parse_vulkan_core_h(&fixture("vulkan_core-h-1.3.239-excerpt.txt")),
+        Some(("1.3.239".to_string(), false))
+    );
+    assert_eq!(
+        accel::parse_vulkan_core_h(&fixture("vulkan_core-h-1.4.309-excerpt.txt")),
+        Some(("1.4.309".to_string(), true))
+    );
+    assert_eq!(accel::parse_vulkan_core_h("int x;"), None);
+}
+
+#[test]
+fn the_debian_archive_is_found_in_the_systems_apt_sources_not_the_security_one() {
+    use xtask::vulkan_headers::{debian_archive, parse_apt_sources};
+    let sources = parse_apt_sources(&fixture("apt-debian12-deb822.sources"));
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    let a = debian_archive(&sources).expect("a Debian archive");
+    assert_eq!(a.uri, "http://mirror.example/debian");
+    assert_eq!(
+        a.signed_by.as_deref(),
+        Some("/usr/share/keyrings/debian-archive-keyring.gpg")
+    );
+    // One-line format, with options; security-only lists have no archive.
+    let one = parse_apt_sources(
+        "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main contrib\n",
+    );
+    assert_eq!(
+        debian_archive(&one).unwrap().signed_by.as_deref(),
+        Some("/k.gpg")
+    );
+    let sec = parse_apt_sources("deb http://m.example/debian-security bookworm-security main\n");
+    assert!(debian_archive(&sec).is_none());
+}

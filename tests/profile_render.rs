@@ -191,3 +191,132 @@ fn strict_templates_reject_an_unknown_variable() {
     .unwrap_err();
     assert!(err.to_string().contains("undefined"), "{err}");
 }
+
+/// A recorded machine given the Vulkan facts of a recorded `vulkaninfo` output.
+fn with_vulkan(recorded: &str, headers_sufficient: bool) -> Machine {
+    use xtask::machine::{Detection, Vulkan, VulkanHeaders};
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/recorded")
+            .join(recorded),
+    )
+    .unwrap();
+    let devices = xtask::probe::accel::parse_vulkaninfo(&text);
+    let mut m = machine("this-machine-epyc-avx512");
+    m.vulkan = Detection::Found(Vulkan {
+        loader: "/usr/lib/x86_64-linux-gnu/libvulkan.so.1".into(),
+        devices: devices.iter().map(|d| d.name.clone()).collect(),
+        physical_devices: devices,
+        glslc: Some("/usr/bin/glslc".into()),
+        spirv_headers: Some("/usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake".into()),
+        headers: Some(if headers_sufficient {
+            VulkanHeaders {
+                include_dir: "/cache/toolchains/vulkan-headers-1.4.309/usr/include".into(),
+                version: "1.4.309".into(),
+                sufficient: true,
+                provider: "cache".into(),
+                source: "test".into(),
+            }
+        } else {
+            VulkanHeaders {
+                include_dir: "/usr/include".into(),
+                version: "1.3.239".into(),
+                sufficient: false,
+                provider: "system".into(),
+                source: "test".into(),
+            }
+        }),
+        source: format!("recorded {recorded}"),
+    });
+    m
+}
+
+#[test]
+fn a_cpu_type_vulkan_device_is_not_built_for_unless_asked_and_explain_says_why() {
+    let m = with_vulkan("vulkaninfo-lavapipe-mesa22.3.6.txt", true);
+    let p = plan(&m, &Overrides::default());
+    assert_eq!(p.decision("GGML_VULKAN"), None);
+    let v = p.backends.iter().find(|b| b.name == "vulkan").unwrap();
+    assert!(!v.chosen);
+    assert!(
+        v.why.contains("llvmpipe (LLVM 15.0.6, 256 bits)") && v.why.contains("type cpu"),
+        "the why-not must name the device and its type: {v:?}"
+    );
+    assert!(v.why.contains("vulkan = \"on\""), "{v:?}");
+    let text = xtask::report::profile_explain(&p);
+    assert!(text.contains("only CPU-type Vulkan devices"), "{text}");
+}
+
+#[test]
+fn the_vulkan_override_builds_for_lavapipe_with_the_cached_headers() {
+    let o = Overrides::parse("[backends]\nvulkan = \"on\"\n", "profiles/local.toml").unwrap();
+    let p = plan(&with_vulkan("vulkaninfo-lavapipe-mesa22.3.6.txt", true), &o);
+    assert_eq!(p.decision("GGML_VULKAN"), Some("ON"));
+    assert_eq!(
+        p.decision("Vulkan_INCLUDE_DIR"),
+        Some("/cache/toolchains/vulkan-headers-1.4.309/usr/include")
+    );
+    let d = p
+        .decisions
+        .iter()
+        .find(|d| d.name == "GGML_VULKAN")
+        .unwrap();
+    assert!(
+        d.reason.contains("GGML_VK_VISIBLE_DEVICES=0") && d.reason.contains("profiles/local.toml"),
+        "{d:?}"
+    );
+    assert!(p.backends.iter().any(|b| b.name == "vulkan" && b.chosen));
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // Too-old system headers: still planned, with a warning saying what provides newer ones.
+    let old = plan(
+        &with_vulkan("vulkaninfo-lavapipe-mesa22.3.6.txt", false),
+        &o,
+    );
+    assert_eq!(old.decision("Vulkan_INCLUDE_DIR"), None);
+    assert!(
+        old.warnings
+            .iter()
+            .any(|w| w.contains("1.3.239") && w.contains("prereqs")),
+        "{:?}",
+        old.warnings
+    );
+}
+
+#[test]
+fn a_real_vulkan_gpu_is_built_for_by_default() {
+    // RTX 2060 (discrete) + llvmpipe, no CUDA toolkit or nvidia-smi in this machine record.
+    let p = plan(
+        &with_vulkan("vulkaninfo-summary-nvidia-llvmpipe-devices.txt", true),
+        &Overrides::default(),
+    );
+    assert_eq!(p.decision("GGML_VULKAN"), Some("ON"));
+    let v = p.backends.iter().find(|b| b.name == "vulkan").unwrap();
+    assert!(
+        v.chosen && v.why.contains("NVIDIA GeForce RTX 2060") && v.why.contains("discrete"),
+        "{v:?}"
+    );
+    let d = p
+        .decisions
+        .iter()
+        .find(|d| d.name == "GGML_VULKAN")
+        .unwrap();
+    assert!(!d.reason.contains("GGML_VK_VISIBLE_DEVICES"), "{d:?}");
+    // Without glslc the GPU still decides the build; the warning says what provides glslc.
+    let mut no_glslc = with_vulkan("vulkaninfo-summary-nvidia-llvmpipe-devices.txt", true);
+    if let xtask::machine::Detection::Found(v) = &mut no_glslc.vulkan {
+        v.glslc = None;
+    }
+    let p = plan(&no_glslc, &Overrides::default());
+    assert_eq!(p.decision("GGML_VULKAN"), Some("ON"));
+    assert!(
+        p.warnings.iter().any(|w| w.contains("glslc")),
+        "{:?}",
+        p.warnings
+    );
+    let off = Overrides::parse("[backends]\nvulkan = \"off\"\n", "local.toml").unwrap();
+    let p = plan(
+        &with_vulkan("vulkaninfo-summary-nvidia-llvmpipe-devices.txt", true),
+        &off,
+    );
+    assert_eq!(p.decision("GGML_VULKAN"), None);
+}

@@ -126,6 +126,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "model_params": model.n_params(),
             "threads": threads.value,
             "gpu_layers": gpu.value,
+            "gpu_layers_why": gpu.why,
+            "offload": model.load,
             "backends": backends,
             "devices": devices,
             "results": results,

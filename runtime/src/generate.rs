@@ -37,6 +37,8 @@ struct Report {
     threads: settings::Chosen<u32>,
     ctx_size: settings::Chosen<u32>,
     gpu_layers: settings::Chosen<i32>,
+    /// Where the layers went (llama.cpp's load log).
+    offload: crate::llama::LoadReport,
     timings: Timings,
 }
 
@@ -195,6 +197,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             threads,
             ctx_size,
             gpu_layers: gpu,
+            offload: model.load.clone(),
             timings,
         });
     }

@@ -81,6 +81,8 @@ pub fn run(json: bool) -> Result<()> {
                 "ggml_native": i.compiled_for.ggml_native,
                 "system_info": sys,
                 "devices": devices,
+                "vulkan_device": i.compiled_for.vulkan_device,
+                "vulkan_selection": llama::vulkan_selection(),
             },
             "defaults": i.defaults,
             "required_cpu_features": features,
@@ -135,6 +137,18 @@ fn text(
             dv.description,
             dv.memory_free as f64 / (1u64 << 30) as f64,
             dv.memory_total as f64 / (1u64 << 30) as f64
+        )?;
+    }
+    if let Some(v) = &i.compiled_for.vulkan_device {
+        writeln!(
+            s,
+            "  vulkan device {} ({}, type {}){}",
+            v.index,
+            v.name,
+            v.device_type,
+            llama::vulkan_selection()
+                .map(|x| format!(", selected with {x}"))
+                .unwrap_or_default()
         )?;
     }
     writeln!(s, "\ndefaults on this machine")?;

@@ -41,6 +41,8 @@ pub fn run(a: LogitsArgs) -> Result<()> {
             "tokens": tokens,
             "n_vocab": logits.len(),
             "logits": logits,
+            "gpu_layers": gpu,
+            "offload": model.load,
         }));
     }
     let mut o = Out::stdout();

@@ -36,6 +36,22 @@ pub struct CompiledFor {
     pub ggml_native: bool,
     /// Spelled as `is_x86_feature_detected!` / `is_aarch64_feature_detected!` spell them.
     pub required_cpu_features: Vec<String>,
+    /// The Vulkan device a Vulkan build was made for (absent for other builds).
+    #[serde(default)]
+    pub vulkan_device: Option<VulkanDevice>,
+}
+
+/// The Vulkan physical device the build was planned for, as the loader enumerated it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VulkanDevice {
+    /// Index in the loader's enumeration: what `GGML_VK_VISIBLE_DEVICES` takes.
+    pub index: u32,
+    pub name: String,
+    /// discrete, integrated, virtual, cpu.
+    pub device_type: String,
+    /// Select it with `GGML_VK_VISIBLE_DEVICES` before the backend starts: ggml skips CPU-type
+    /// devices unless they are named there, and would silently compute on the CPU.
+    pub select: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,8 +65,6 @@ pub struct Defaults {
     pub ctx_why: String,
     #[serde(deserialize_with = "present")]
     pub ram_bytes: Option<u64>,
-    #[serde(deserialize_with = "present")]
-    pub vram_bytes: Option<u64>,
 }
 
 /// A field that must be present but may be `null` (serde lets a plain `Option` go missing).

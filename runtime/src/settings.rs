@@ -187,21 +187,33 @@ pub fn gpu_layers(flag: Option<&str>, h: &Header) -> Result<Chosen<i32>> {
             if no_gpu {
                 return Ok(chosen(0, format!("{from}: auto, and this build has no GPU backend")));
             }
-            let Some(vram) = d.vram_bytes else {
-                return Ok(chosen(0, format!("{from}: auto, and no VRAM was measured")));
-            };
+            // Free memory as the devices report it now (ggml_backend_dev_memory), not a figure
+            // recorded at setup: other programs' use and driver changes count.
+            crate::llama::init(false);
+            let gpus: Vec<crate::llama::Device> = crate::llama::devices()
+                .into_iter()
+                .filter(|d| d.kind == "gpu" || d.kind == "igpu")
+                .collect();
+            let free: u64 = gpus.iter().map(|d| d.memory_free).sum();
+            let names: Vec<String> = gpus
+                .iter()
+                .map(|d| format!("{} {} free", d.name, gib(d.memory_free)))
+                .collect();
+            if gpus.is_empty() || free == 0 {
+                return Ok(chosen(
+                    0,
+                    format!("{from}: auto, and no GPU device reports free memory (every layer on the CPU)"),
+                ));
+            }
             let blocks = h.block_count().unwrap_or(1).max(1);
-            // The output layer counts as one more block; keep 10% of VRAM for buffers.
-            let per_layer = (h.file_size / (blocks + 1)).max(1);
-            let usable = vram / 10 * 9;
-            let n = (usable / per_layer).min(blocks + 1);
+            let (n, per_layer) = auto_layers(h.file_size, blocks, free);
             Ok(chosen(
                 n as i32,
                 format!(
-                    "{from}: auto, {n} of {} layers of {} each fit in 90% of {} VRAM",
+                    "{from}: auto, {n} of {} layers of {} each fit in 90% of the free device memory ({}, read from the device)",
                     blocks + 1,
                     gib(per_layer),
-                    gib(vram)
+                    names.join(", ")
                 ),
             ))
         }
@@ -215,6 +227,15 @@ pub fn gpu_layers(flag: Option<&str>, h: &Header) -> Result<Chosen<i32>> {
             ))),
         },
     }
+}
+
+/// Layers that fit in `free` bytes: the model's file size spread over its blocks plus the
+/// output layer, 10% of the free memory kept for the KV cache and compute buffers. Returns
+/// (layers, bytes per layer).
+pub fn auto_layers(file_size: u64, blocks: u64, free: u64) -> (u64, u64) {
+    let per_layer = (file_size / (blocks + 1)).max(1);
+    let usable = free / 10 * 9;
+    ((usable / per_layer).min(blocks + 1), per_layer)
 }
 
 /// `lo <= v <= hi` for an integer flag, else bad input naming the flag, value and range.
@@ -238,5 +259,20 @@ pub fn float_in(flag: &str, v: f32, lo: f32, hi: f32, lo_open: bool) -> Result<f
         Err(CliError::bad_input(format!(
             "{flag} {v} is out of range: give {low} {lo} to {hi}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn auto_layers_fit_ninety_percent_of_free_memory() {
+        // 10 blocks + output, 110 MiB file: 10 MiB per layer.
+        let mib = 1u64 << 20;
+        assert_eq!(
+            super::auto_layers(110 * mib, 10, 1000 * mib),
+            (11, 10 * mib)
+        );
+        assert_eq!(super::auto_layers(110 * mib, 10, 50 * mib).0, 4);
+        assert_eq!(super::auto_layers(110 * mib, 10, 0).0, 0);
     }
 }

@@ -136,7 +136,20 @@ pub fn toolchain_for(profile: &Profile, host: &Machine) -> cache::Toolchain {
     if profile.decision("GGML_CUDA") != Some("ON") {
         t.nvcc = None;
     }
+    if profile.decision("GGML_VULKAN") == Some("ON") {
+        t.vulkan_headers = vulkan_headers_identity(host);
+    }
     t
+}
+
+/// The machine fingerprint of a build of `profile` on `host`: what it runs on but what does not
+/// change its bytes (a change re-verifies). Vulkan builds add the Vulkan devices and driver.
+pub fn fingerprint_for(profile: &Profile, host: &Machine) -> Fingerprint {
+    let mut f = crate::setup::fingerprint_of(host);
+    if profile.decision("GGML_VULKAN") == Some("ON") {
+        f.gpus.extend(vulkan_devices_identity(host));
+    }
+    f
 }
 
 /// The key inputs of a build of `profile` on `host` (everything that changes its bytes).
@@ -152,6 +165,34 @@ pub fn key_inputs(
         toolchain: toolchain_for(profile, host),
         runtime_source,
     }
+}
+
+/// The Vulkan headers a Vulkan build compiles against (`version include_dir`).
+pub fn vulkan_headers_identity(host: &Machine) -> Option<String> {
+    host.vulkan
+        .found()
+        .and_then(|v| v.headers.as_ref())
+        .map(|h| format!("{} {}", h.version, h.include_dir))
+}
+
+/// The Vulkan devices of this host with type and driver, for a Vulkan build's fingerprint.
+pub fn vulkan_devices_identity(host: &Machine) -> Vec<String> {
+    host.vulkan
+        .found()
+        .map(|v| {
+            v.physical_devices
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} (vulkan {}, driver {})",
+                        d.name,
+                        d.device_type.as_str(),
+                        d.driver.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The portable baseline of this host: a declared machine with no optional CPU features and no
@@ -193,7 +234,7 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
         ..*req
     };
     let cross = cross.as_ref();
-    let fingerprint = crate::setup::fingerprint_of(req.host);
+    let fingerprint = fingerprint_for(req.profile, req.host);
     let mut inputs = key_inputs(
         req.profile,
         req.host,
@@ -436,7 +477,16 @@ pub fn cannot_run_here(host: &Machine, required: &[String], info: &RuntimeInfo) 
         .iter()
         .filter(|b| *b != "cpu")
         .collect();
-    if !gpu.is_empty() && host.gpus().is_empty() && host.metal.found().is_none() {
+    let runs_here = |b: &str| match b {
+        "vulkan" => host
+            .vulkan
+            .found()
+            .is_some_and(|v| !v.physical_devices.is_empty()),
+        "metal" => host.metal.found().is_some(),
+        _ => !host.gpus().is_empty(),
+    };
+    let gpu: Vec<&String> = gpu.into_iter().filter(|b| !runs_here(b)).collect();
+    if !gpu.is_empty() {
         return Some(format!(
             "needs a GPU for {}, this machine has none",
             gpu.iter()
@@ -750,4 +800,82 @@ pub fn tiny_model(ctx: &Ctx) -> anyhow::Result<PathBuf> {
         crate::testmodel::write(&spec, &path)?;
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::{Vulkan, VulkanHeaders};
+
+    fn lavapipe_host() -> Machine {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/recorded/vulkaninfo-lavapipe-mesa22.3.6.txt"),
+        )
+        .unwrap();
+        let mut m: Machine = serde_json::from_value(serde_json::json!({
+            "schema": 1, "origin": "probed",
+            "os": {"value": "linux", "source": "t"}, "arch": {"value": "x86_64", "source": "t"},
+            "cpu": {}
+        }))
+        .unwrap();
+        let devices = crate::probe::accel::parse_vulkaninfo(&text);
+        m.vulkan = Detection::Found(Vulkan {
+            loader: "/usr/lib/x86_64-linux-gnu/libvulkan.so.1".into(),
+            devices: devices.iter().map(|d| d.name.clone()).collect(),
+            physical_devices: devices,
+            glslc: Some("/usr/bin/glslc".into()),
+            spirv_headers: None,
+            headers: Some(VulkanHeaders {
+                include_dir: "/c/toolchains/vulkan-headers-1.4.309/usr/include".into(),
+                version: "1.4.309".into(),
+                sufficient: true,
+                provider: "cache".into(),
+                source: "t".into(),
+            }),
+            source: "t".into(),
+        });
+        m
+    }
+
+    #[test]
+    fn vulkan_headers_and_devices_identify_only_vulkan_builds() {
+        let host = lavapipe_host();
+        assert_eq!(
+            vulkan_headers_identity(&host).as_deref(),
+            Some("1.4.309 /c/toolchains/vulkan-headers-1.4.309/usr/include")
+        );
+        let devs = vulkan_devices_identity(&host);
+        assert_eq!(devs.len(), 1);
+        assert!(
+            devs[0].contains("llvmpipe") && devs[0].contains("vulkan cpu"),
+            "{devs:?}"
+        );
+        // A build without Vulkan serialises its toolchain exactly as before the field existed,
+        // so its cache key does not move when Vulkan headers appear on the machine.
+        let t = crate::setup::toolchain_of(&host);
+        assert!(t.vulkan_headers.is_none());
+        assert!(!serde_json::to_string(&t).unwrap().contains("vulkan"));
+    }
+
+    #[test]
+    fn a_vulkan_build_runs_where_the_loader_lists_a_device() {
+        let host = lavapipe_host();
+        let info: RuntimeInfo = serde_json::from_value(serde_json::json!({
+            "schema": 1,
+            "provenance": {"llama_commit": "x", "build_number": 0, "tree_digest": "d",
+                "pinned": true, "origin": "o", "profile_hash": "h", "key": "k", "provenance": "source"},
+            "compiled_for": {"target_arch": "x86_64", "backends": ["cpu", "vulkan"],
+                "ggml_native": false, "required_cpu_features": []},
+            "defaults": {"threads": 1, "threads_why": "", "gpu_layers": "auto", "gpu_layers_why": "",
+                "ctx_size": 1, "ctx_why": "", "ram_bytes": null}
+        }))
+        .unwrap();
+        assert_eq!(cannot_run_here(&host, &[], &info), None);
+        let mut none = host.clone();
+        none.vulkan = Detection::NotFound { looked_in: vec![] };
+        assert!(cannot_run_here(&none, &[], &info)
+            .unwrap()
+            .contains("vulkan"));
+    }
 }

@@ -38,6 +38,10 @@ pub struct Toolchain {
     /// from native keys, so their keys are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross: Option<String>,
+    /// `version include_dir` of the Vulkan headers, for Vulkan builds only (absent otherwise, so
+    /// the keys of other builds do not change when Vulkan headers appear on the machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulkan_headers: Option<String>,
 }
 
 /// What the build runs on but that does not change its bytes: a change means re-verify.
@@ -462,6 +466,12 @@ pub fn explain_changes(
         "nvcc",
         &a.toolchain.nvcc.clone().unwrap_or_else(none),
         &b.toolchain.nvcc.clone().unwrap_or_else(none),
+        &mut out,
+    );
+    t(
+        "Vulkan headers",
+        &a.toolchain.vulkan_headers.clone().unwrap_or_else(none),
+        &b.toolchain.vulkan_headers.clone().unwrap_or_else(none),
         &mut out,
     );
     if a.runtime_source != b.runtime_source {

@@ -165,6 +165,13 @@ pub struct PrereqArgs {
     /// arm64 cross compilers and qemu-user)
     #[arg(long, value_name = "ARCH")]
     pub cross: Option<String>,
+    /// Also what a Vulkan build needs (loader, glslc, SPIR-V headers, vulkaninfo, headers new
+    /// enough for the pinned tree); implied when the profile (with --overrides) chooses Vulkan
+    #[arg(long)]
+    pub vulkan: bool,
+    /// Override file consulted for `[backends] vulkan` [default: profiles/local.toml]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +194,10 @@ pub struct SetupArgs {
     /// Build and verify only the llama.cpp libraries (for linking your own program): no runtime
     #[arg(long)]
     pub lib_only: bool,
+    /// Build, verify and cache, but leave `current` (what `status` and `run` use) unchanged:
+    /// for a second variant beside the machine's tuned build (e.g. Vulkan on lavapipe)
+    #[arg(long)]
+    pub keep_current: bool,
     /// Prebuilt index to consult before building (a path or an https:// URL); repeatable
     #[arg(
         long,

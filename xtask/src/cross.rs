@@ -179,6 +179,7 @@ impl CrossToolchain {
             cmake: host.cmake.clone(),
             ninja: host.ninja.clone(),
             nvcc: None,
+            vulkan_headers: None,
             cross: Some(format!(
                 "{AARCH64_TRIPLE} toolchain file sha256:{}",
                 &file[..16]
@@ -411,6 +412,7 @@ mod tests {
             ninja: None,
             nvcc: None,
             cross: None,
+            vulkan_headers: None,
         };
         let k = t.key_toolchain(&host);
         assert_eq!(k.c, "gcc 12.2.0 /usr/bin/aarch64-linux-gnu-gcc");

@@ -37,3 +37,4 @@ pub mod status;
 pub mod testcmd;
 pub mod testmodel;
 pub mod verify;
+pub mod vulkan_headers;

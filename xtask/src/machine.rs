@@ -255,12 +255,97 @@ pub struct Gpu {
 pub struct Vulkan {
     /// Path of the Vulkan loader library.
     pub loader: String,
-    /// Device names reported by `vulkaninfo --summary` (empty when vulkaninfo is absent).
+    /// Device names reported by `vulkaninfo` (empty when vulkaninfo is absent). Kept beside
+    /// `physical_devices` so machine files written before it still read the same.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// The physical devices the loader enumerates (`vulkaninfo`), in enumeration order: the
+    /// order of `GGML_VK_VISIBLE_DEVICES` indices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub physical_devices: Vec<VulkanDevice>,
     /// `glslc` path: llama.cpp's Vulkan backend compiles its shaders with it.
     #[serde(default)]
     pub glslc: Option<String>,
+    /// `SPIRV-HeadersConfig.cmake`, which ggml-vulkan's CMake requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spirv_headers: Option<String>,
+    /// The Vulkan headers a build would compile against (`vulkan_core.h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<VulkanHeaders>,
+    pub source: String,
+}
+
+/// One physical device as the Vulkan loader reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VulkanDevice {
+    /// Position in the loader's enumeration (`GPU<n>` in vulkaninfo).
+    pub index: u32,
+    pub name: String,
+    pub device_type: VulkanDeviceType,
+    /// Sum of the device-local memory heaps (absent from `vulkaninfo --summary`).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Vulkan API version the driver supports ("1.3.230").
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub driver: Option<String>,
+}
+
+/// `VkPhysicalDeviceType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VulkanDeviceType {
+    Discrete,
+    Integrated,
+    Virtual,
+    Cpu,
+    Other,
+}
+
+impl VulkanDeviceType {
+    /// `PHYSICAL_DEVICE_TYPE_DISCRETE_GPU` (vulkaninfo's spelling) → `Discrete`.
+    pub fn from_vulkaninfo(s: &str) -> VulkanDeviceType {
+        match s.trim().trim_start_matches("PHYSICAL_DEVICE_TYPE_") {
+            "DISCRETE_GPU" => VulkanDeviceType::Discrete,
+            "INTEGRATED_GPU" => VulkanDeviceType::Integrated,
+            "VIRTUAL_GPU" => VulkanDeviceType::Virtual,
+            "CPU" => VulkanDeviceType::Cpu,
+            _ => VulkanDeviceType::Other,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VulkanDeviceType::Discrete => "discrete",
+            VulkanDeviceType::Integrated => "integrated",
+            VulkanDeviceType::Virtual => "virtual",
+            VulkanDeviceType::Cpu => "cpu",
+            VulkanDeviceType::Other => "other",
+        }
+    }
+    /// A real GPU (discrete, integrated or virtual): what a Vulkan build is for by default.
+    pub fn is_gpu(self) -> bool {
+        matches!(
+            self,
+            VulkanDeviceType::Discrete | VulkanDeviceType::Integrated | VulkanDeviceType::Virtual
+        )
+    }
+}
+
+/// Vulkan headers: where, which version, and whether they are new enough for the pinned tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VulkanHeaders {
+    /// The directory holding `vulkan/vulkan_core.h` (what `-DVulkan_INCLUDE_DIR=` takes).
+    pub include_dir: String,
+    /// `1.3.239` (`VK_HEADER_VERSION_COMPLETE`).
+    pub version: String,
+    /// The headers define everything the pinned ggml-vulkan.cpp uses unconditionally
+    /// (`VK_EXT_layer_settings`).
+    pub sufficient: bool,
+    /// `system` (the distribution's package) or `cache` (provided by `prereqs` into the cache).
+    pub provider: String,
     pub source: String,
 }
 

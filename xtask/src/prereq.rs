@@ -6,6 +6,7 @@ use crate::context::Ctx;
 use crate::machine::{Detection, Machine};
 use crate::probe::tools::version_at_least;
 use std::io::{BufRead, Write};
+use std::path::Path;
 
 /// llama.cpp's `cmake_minimum_required(VERSION 3.14...)`.
 pub const CMAKE_MIN: &str = "3.14";
@@ -129,6 +130,151 @@ pub fn ensure_cross_tools(ctx: &Ctx, target_arch: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a Vulkan build needs that the Machine lacks (the loader's development files, glslc,
+/// SPIR-V headers, vulkaninfo to ask the loader for devices); `software_device` adds Mesa's
+/// lavapipe, the CPU-type Vulkan device the tests run on. Headers too old for the pinned tree
+/// are not a package here: [`vulkan_headers_needed`] says so and `ensure_vulkan` provides them.
+pub fn missing_for_vulkan(m: &Machine, software_device: bool) -> Vec<Need> {
+    let mut out = Vec::new();
+    let v = m.vulkan.found();
+    let dev_loader = v.is_some_and(|v| {
+        Path::new(&v.loader)
+            .parent()
+            .is_some_and(|d| d.join("libvulkan.so").exists() || d.join("vulkan-1.lib").exists())
+            && v.headers.is_some()
+    });
+    if !dev_loader {
+        out.push(Need {
+            apt: "libvulkan-dev",
+            dnf: "vulkan-loader-devel",
+            pacman: "vulkan-icd-loader",
+            ..need(
+                "vulkan loader (development files)",
+                "the Vulkan backend links the loader (libvulkan.so) and includes its headers",
+                "vulkan-loader",
+            )
+        });
+    }
+    if v.and_then(|v| v.glslc.as_ref()).is_none() {
+        out.push(Need {
+            dnf: "glslc",
+            pacman: "shaderc",
+            brew: "shaderc",
+            ..need("glslc", "compiles ggml's Vulkan shaders to SPIR-V", "glslc")
+        });
+    }
+    if v.and_then(|v| v.spirv_headers.as_ref()).is_none() {
+        out.push(Need {
+            dnf: "spirv-headers-devel",
+            brew: "spirv-headers",
+            ..need(
+                "SPIR-V headers",
+                "ggml-vulkan's CMake requires the SPIRV-Headers package",
+                "spirv-headers",
+            )
+        });
+    }
+    if which_in("vulkaninfo", &crate::env::path_var()).is_none() {
+        out.push(Need {
+            pacman: "vulkan-tools",
+            brew: "vulkan-tools",
+            ..need(
+                "vulkaninfo",
+                "asks the Vulkan loader which devices (type, memory) this machine has",
+                "vulkan-tools",
+            )
+        });
+    }
+    if software_device
+        && !v.is_some_and(|v| {
+            v.physical_devices
+                .iter()
+                .any(|d| d.device_type == crate::machine::VulkanDeviceType::Cpu)
+        })
+    {
+        out.push(Need {
+            dnf: "mesa-vulkan-drivers",
+            pacman: "vulkan-swrast",
+            ..need(
+                "lavapipe (Mesa's CPU Vulkan device)",
+                "the Vulkan tests run the offload path on this CPU-type device",
+                "mesa-vulkan-drivers",
+            )
+        });
+    }
+    out
+}
+
+/// The Vulkan headers a build would use are too old for the pinned tree (or absent).
+pub fn vulkan_headers_needed(m: &Machine) -> bool {
+    !m.vulkan
+        .found()
+        .and_then(|v| v.headers.as_ref())
+        .is_some_and(|h| h.sufficient)
+}
+
+/// Installs what a Vulkan build (and, with `software_device`, the Vulkan tests) needs: system
+/// packages through the package manager, then newer headers into the cache when the system's are
+/// too old. Says what and why first (asks on a terminal). Returns the re-probed Machine.
+pub fn ensure_vulkan(ctx: &Ctx, software_device: bool) -> anyhow::Result<Machine> {
+    let opts = crate::probe::ProbeOptions::for_host(&ctx.cache_dir);
+    let mut m = crate::probe::probe(&opts);
+    let needs = missing_for_vulkan(&m, software_device);
+    if !needs.is_empty() {
+        install(ctx, &needs)?;
+        m = crate::probe::probe(&opts);
+    }
+    if vulkan_headers_needed(&m) {
+        let plan = crate::vulkan_headers::plan(&ctx.cache_dir)?;
+        let have = m
+            .vulkan
+            .found()
+            .and_then(|v| v.headers.as_ref())
+            .map(|h| format!("{} at {}", h.version, h.include_dir))
+            .unwrap_or_else(|| "none".into());
+        eprintln!(
+            "the Vulkan headers here ({have}) are too old for the pinned llama.cpp (it uses VK_EXT_layer_settings)."
+        );
+        eprintln!(
+            "tunellama will fetch the headers of Debian {}'s {} into {} (apt-get download with a private source list `{}` and state in {}; the system's apt is not touched, nothing is installed system-wide)",
+            crate::vulkan_headers::SUITE,
+            crate::vulkan_headers::PACKAGE,
+            plan.toolchains.display(),
+            plan.source_line,
+            plan.apt_dir.display()
+        );
+        if ctx.interactive {
+            eprint!("proceed? [y/N] ");
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                anyhow::bail!("newer Vulkan headers are needed for a Vulkan build; declined");
+            }
+        }
+        let dir = crate::vulkan_headers::provide(&plan)?;
+        ctx.info(format!("Vulkan headers ready: {}", dir.display()));
+        m = crate::probe::probe(&opts);
+    }
+    let still = missing_for_vulkan(&m, software_device);
+    if !still.is_empty() || vulkan_headers_needed(&m) {
+        anyhow::bail!(
+            "still missing for a Vulkan build after installing: {}{}",
+            still
+                .iter()
+                .map(|n| n.tool.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if vulkan_headers_needed(&m) {
+                " (and headers new enough)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(m)
 }
 
 fn need(tool: &str, why: &str, pkg: &'static str) -> Need {
@@ -355,13 +501,20 @@ pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
 
 /// `cargo xtask prereqs`: show (or install, with `--install`) what a build needs.
 pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::process::ExitCode> {
+    let wants_vulkan = |m: &Machine| -> anyhow::Result<bool> {
+        if args.vulkan {
+            return Ok(true);
+        }
+        let o = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
+        Ok(crate::profile::plan(m, &o).decision("GGML_VULKAN") == Some("ON"))
+    };
     if let Some(arch) = args.cross.as_deref().filter(|a| *a != "aarch64") {
         anyhow::bail!(
             "--cross {arch}: only aarch64 (arm64 Linux on an x86-64 Linux host) is supported"
         );
     }
     if args.install {
-        let m = ensure_build_tools(ctx)?;
+        let mut m = ensure_build_tools(ctx)?;
         if let Some(arch) = &args.cross {
             ensure_cross_tools(ctx, arch)?;
         }
@@ -373,6 +526,17 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
             ));
         } else if !m.gpus().is_empty() && m.cuda.found().is_none() {
             ctx.info(format!("an NVIDIA GPU but no CUDA toolkit: `cargo xtask prereqs --install --cuda-wheels` installs CUDA {} from NVIDIA's Python wheels into the cache ({})", crate::cuda_wheels::NVCC_VERSION, crate::cuda_wheels::CU12_NOTE));
+        }
+        if wants_vulkan(&m)? {
+            m = ensure_vulkan(ctx, false)?;
+            ctx.info(format!(
+                "Vulkan build prerequisites present (headers {})",
+                m.vulkan
+                    .found()
+                    .and_then(|v| v.headers.as_ref())
+                    .map(|h| format!("{} at {}", h.version, h.include_dir))
+                    .unwrap_or_default()
+            ));
         }
         ctx.info(format!(
             "all build prerequisites present (cmake {}, ninja {})",
@@ -394,6 +558,34 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
     if let Some(arch) = &args.cross {
         needs.extend(missing_for_cross(arch));
     }
+    let vulkan = wants_vulkan(&m)?;
+    let mut headers_missing = false;
+    if vulkan {
+        needs.extend(missing_for_vulkan(&m, false));
+        headers_missing = vulkan_headers_needed(&m);
+    }
+    if headers_missing {
+        let have = m
+            .vulkan
+            .found()
+            .and_then(|v| v.headers.as_ref())
+            .map(|h| h.version.clone())
+            .unwrap_or_else(|| "none".into());
+        needs.push(Need {
+            tool: "Vulkan headers new enough for the pinned llama.cpp".into(),
+            why: format!(
+                "the headers here ({have}) lack VK_EXT_layer_settings, which ggml-vulkan.cpp uses; `prereqs --install` fetches Debian {}'s {} headers into {} with a private apt state (the system is not touched)",
+                crate::vulkan_headers::SUITE,
+                crate::vulkan_headers::PACKAGE,
+                crate::vulkan_headers::toolchains_dir(&ctx.cache_dir).display()
+            ),
+            apt: "",
+            dnf: "",
+            pacman: "",
+            brew: "",
+            winget: "",
+        });
+    }
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&needs)?);
     } else if needs.is_empty() {
@@ -409,8 +601,13 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
         for n in &needs {
             println!("missing: {} ({})", n.tool, n.why);
         }
-        if let Some(mgr) = Manager::detect() {
-            let cmds = mgr.commands(&needs, is_root());
+        let packaged: Vec<Need> = needs
+            .iter()
+            .filter(|n| !n.apt.is_empty())
+            .cloned()
+            .collect();
+        if let (Some(mgr), false) = (Manager::detect(), packaged.is_empty()) {
+            let cmds = mgr.commands(&packaged, is_root());
             println!(
                 "install with: {}",
                 cmds.iter()
@@ -448,6 +645,29 @@ mod tests {
             "apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user"
         );
         assert!(cross_needs("riscv64").is_empty());
+    }
+
+    #[test]
+    fn a_machine_without_vulkan_needs_the_loader_glslc_spirv_headers_and_newer_headers() {
+        let m: Machine = serde_json::from_value(serde_json::json!({
+            "schema": 1, "origin": "probed",
+            "os": {"value": "linux", "source": "t"}, "arch": {"value": "x86_64", "source": "t"},
+            "cpu": {}, "vulkan": {"status": "not_found", "looked_in": ["/usr/lib"]}
+        }))
+        .unwrap();
+        let apt: Vec<&str> = missing_for_vulkan(&m, true).iter().map(|n| n.apt).collect();
+        for pkg in [
+            "libvulkan-dev",
+            "glslc",
+            "spirv-headers",
+            "mesa-vulkan-drivers",
+        ] {
+            assert!(apt.contains(&pkg), "{pkg} missing from {apt:?}");
+        }
+        assert!(!missing_for_vulkan(&m, false)
+            .iter()
+            .any(|n| n.apt == "mesa-vulkan-drivers"));
+        assert!(vulkan_headers_needed(&m));
     }
 
     #[test]

@@ -117,10 +117,42 @@ pub fn machine_text(m: &Machine) -> String {
         s,
         "Vulkan       {}",
         detection(&m.vulkan, |v| format!(
-            "loader {}, devices [{}], glslc {}",
+            "loader {}, devices [{}], glslc {}, headers {}",
             v.loader,
-            v.devices.join(", "),
-            v.glslc.as_deref().unwrap_or("missing")
+            if v.physical_devices.is_empty() {
+                v.devices.join(", ")
+            } else {
+                v.physical_devices
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{}: {} ({}{})",
+                            d.index,
+                            d.name,
+                            d.device_type.as_str(),
+                            d.memory_bytes
+                                .map(|b| format!(", {:.1} GiB", b as f64 / (1u64 << 30) as f64))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            v.glslc.as_deref().unwrap_or("missing"),
+            v.headers
+                .as_ref()
+                .map(|h| format!(
+                    "{} ({}, {}{})",
+                    h.version,
+                    h.include_dir,
+                    h.provider,
+                    if h.sufficient {
+                        ""
+                    } else {
+                        ", too old for the pinned tree"
+                    }
+                ))
+                .unwrap_or_else(|| "missing".into())
         ))
     );
     let _ = writeln!(

@@ -56,6 +56,19 @@ pub struct CompiledFor {
     pub ggml_native: bool,
     /// As `is_x86_feature_detected!` spells them; the runtime refuses to start without them.
     pub required_cpu_features: Vec<String>,
+    /// The Vulkan device a Vulkan build is for; with `select` the runtime sets
+    /// `GGML_VK_VISIBLE_DEVICES` to it before the backend starts (a CPU-type device, which ggml
+    /// would otherwise skip, silently computing on the CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulkan_device: Option<VulkanChoice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VulkanChoice {
+    pub index: u32,
+    pub name: String,
+    pub device_type: String,
+    pub select: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,7 +77,7 @@ pub struct Defaults {
     #[serde(flatten)]
     pub profile: crate::profile::RuntimeDefaults,
     pub ram_bytes: Option<u64>,
-    pub vram_bytes: Option<u64>,
+    // No VRAM figure: `--gpu-layers auto` reads the devices' free memory at run time.
 }
 
 /// Everything runtime-info.json says, from the plan's plain data.
@@ -83,11 +96,21 @@ pub fn info_for(
                 .map(|b| b.name.to_lowercase()),
         )
         .collect();
-    let vram: u64 = machine
-        .gpus()
+    let vulkan_device = profile
+        .backends
         .iter()
-        .map(|g| g.vram_mib * 1024 * 1024)
-        .sum();
+        .any(|b| b.chosen && b.name == "vulkan")
+        .then(|| {
+            let v = machine.vulkan.found()?;
+            let d = crate::profile::rules::vulkan_target(v, true)?;
+            Some(VulkanChoice {
+                index: d.index,
+                name: d.name.clone(),
+                device_type: d.device_type.as_str().to_string(),
+                select: !d.device_type.is_gpu(),
+            })
+        })
+        .flatten();
     RuntimeInfo {
         schema: 1,
         provenance: Provenance {
@@ -111,11 +134,11 @@ pub fn info_for(
                 .iter()
                 .any(|d| d.name == "GGML_NATIVE" && d.value == "ON"),
             required_cpu_features: crate::requirements::required_cpu_features(machine, profile),
+            vulkan_device,
         },
         defaults: Defaults {
             profile: profile.runtime.clone(),
             ram_bytes: machine.memory.as_ref().map(|m| m.total_bytes),
-            vram_bytes: (vram > 0).then_some(vram),
         },
     }
 }

@@ -44,6 +44,8 @@ pub fn toolchain_of(m: &Machine) -> Toolchain {
         ninja: tool(&m.tools.ninja),
         nvcc: m.cuda.found().map(|c| format!("{} {}", c.version, c.nvcc)),
         cross: None,
+        // Set by `artifact::ensure` for Vulkan builds only.
+        vulkan_headers: None,
     }
 }
 
@@ -78,7 +80,16 @@ pub fn run(
         host.cuda = Detection::Found(tk);
     }
     let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
-    let profile = crate::profile::plan(&machine, &overrides);
+    let mut profile = crate::profile::plan(&machine, &overrides);
+    // A Vulkan build needs glslc, SPIR-V headers and Vulkan headers new enough for the pinned
+    // tree: provide them (saying what and why), then plan again with the headers found.
+    if profile.decision("GGML_VULKAN") == Some("ON") && !args.source.dry_run {
+        host = crate::prereq::ensure_vulkan(ctx, false)?;
+        if args.machine.machine.is_none() {
+            machine = host.clone();
+            profile = crate::profile::plan(&machine, &overrides);
+        }
+    }
     for w in &profile.warnings {
         eprintln!("warning: {w}");
     }
@@ -146,7 +157,15 @@ pub fn run(
         progress,
     )?;
     let cache = crate::cache::Cache::new(&ctx.cache_dir);
-    cache.set_current(&ensured.key)?;
+    if args.keep_current {
+        ctx.info(format!(
+            "--keep-current: build {} is cached and verified; the current build stays {}",
+            ensured.key,
+            cache.current().unwrap_or_else(|| "unset".into())
+        ));
+    } else {
+        cache.set_current(&ensured.key)?;
+    }
     let (outcome, key, entry, changes) = (
         ensured.outcome,
         ensured.key.clone(),

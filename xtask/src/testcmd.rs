@@ -26,12 +26,23 @@ pub fn test_cache_dir() -> std::path::PathBuf {
 }
 
 pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::process::ExitCode> {
+    // What the tests fetch into a cache (Vulkan headers) goes into the test cache too.
+    let test_ctx = Ctx {
+        cache_dir: test_cache_dir(),
+        ..ctx.clone()
+    };
+    let ctx = &test_ctx;
     // The build tests compile real llama.cpp: cmake and ninja must be there first.
     crate::prereq::ensure_build_tools(ctx)?;
     // tests/arm64_qemu.rs cross-builds llama.cpp for arm64 and runs it under qemu-aarch64: the
     // arm64 cross compilers and qemu-user (docs/arm64.md). Only an x86-64 Linux host cross-builds.
     if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         crate::prereq::ensure_cross_tools(ctx, "aarch64")?;
+    }
+    // tests/vulkan_lavapipe.rs builds and runs the Vulkan variant on Mesa's lavapipe: the
+    // loader, glslc, SPIR-V headers, vulkaninfo, lavapipe and headers new enough for the tree.
+    if cfg!(target_os = "linux") {
+        crate::prereq::ensure_vulkan(ctx, true)?;
     }
     let root = &ctx.repo_root;
     let steps: Vec<(&str, Cmd)> = vec![
@@ -93,14 +104,14 @@ pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::proces
     ];
     // Every step sees the test cache as its cache (the tests' `xtask` runs, the runtime's build
     // script for its lints), so nothing here touches the user's builds or `current.json`.
-    let cache = test_cache_dir();
+    let cache = &ctx.cache_dir;
     eprintln!(
         "== test cache: {} (set {TEST_CACHE_VAR} to move it)",
         cache.display()
     );
     for (name, cmd) in steps {
         eprintln!("== {name}: {}", cmd.display());
-        cmd.env(crate::env::CACHE_DIR_VAR, &cache)
+        cmd.env(crate::env::CACHE_DIR_VAR, cache)
             .cwd(root)
             .run_inherit()?;
     }

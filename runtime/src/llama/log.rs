@@ -14,6 +14,60 @@ struct State {
     partial: String,
     partial_level: ffi::ggml_log_level,
     errors: VecDeque<String>,
+    load: LoadReport,
+}
+
+/// Where a model load put the layers, from llama.cpp's own log lines (`load_tensors: offloaded
+/// 9/9 layers to GPU`, `load_tensors:      Vulkan0 model buffer size =     1.23 MiB`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LoadReport {
+    /// Layers llama.cpp put on a GPU device (None: it logged no offload line, a CPU-only build).
+    pub offloaded_layers: Option<u32>,
+    pub total_layers: Option<u32>,
+    /// The model's weight buffers: (buffer name, MiB), e.g. ("Vulkan0", 1.2), ("CPU_Mapped", 0.1).
+    pub buffers: Vec<ModelBuffer>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelBuffer {
+    pub name: String,
+    pub mib: f64,
+}
+
+/// Reads one complete log line into `r` when it is one of the two load lines.
+pub fn parse_load_line(line: &str, r: &mut LoadReport) {
+    if let Some(i) = line.find("offloaded ") {
+        let rest = &line[i + "offloaded ".len()..];
+        if let Some((nm, _)) = rest.split_once(" layers to GPU") {
+            if let Some((n, m)) = nm.split_once('/') {
+                r.offloaded_layers = n.trim().parse().ok();
+                r.total_layers = m.trim().parse().ok();
+            }
+        }
+    } else if let Some((before, after)) = line.split_once(" model buffer size =") {
+        let name = before.rsplit(':').next().unwrap_or("").trim();
+        let mib = after
+            .trim()
+            .trim_end_matches("MiB")
+            .trim()
+            .parse()
+            .unwrap_or(0.0);
+        if !name.is_empty() {
+            r.buffers.push(ModelBuffer {
+                name: name.to_string(),
+                mib,
+            });
+        }
+    }
+}
+
+/// What the last model load logged about its layers, and forgets it.
+pub fn take_load_report() -> LoadReport {
+    std::mem::take(&mut lock().load)
+}
+
+pub(super) fn set_verbose(verbose: bool) {
+    lock().verbose = verbose;
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -21,6 +75,11 @@ static STATE: Mutex<State> = Mutex::new(State {
     partial: String::new(),
     partial_level: 0,
     errors: VecDeque::new(),
+    load: LoadReport {
+        offloaded_layers: None,
+        total_layers: None,
+        buffers: Vec::new(),
+    },
 });
 
 pub(super) fn install(verbose: bool) {
@@ -59,6 +118,7 @@ extern "C" fn callback(level: ffi::ggml_log_level, text: *const c_char, _user: *
             let line: String = s.partial.drain(..=i).collect();
             let line = line.trim_end().to_string();
             let lvl = s.partial_level;
+            parse_load_line(&line, &mut s.load);
             if !line.is_empty()
                 && (lvl == ffi::ggml_log_level_GGML_LOG_LEVEL_ERROR
                     || lvl == ffi::ggml_log_level_GGML_LOG_LEVEL_WARN)
@@ -70,4 +130,30 @@ extern "C" fn callback(level: ffi::ggml_log_level, text: *const c_char, _user: *
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offload_and_buffer_lines_are_read() {
+        let mut r = LoadReport::default();
+        // llama-model.cpp's formats: "%s: offloaded %d/%d layers to GPU" and
+        // "%s: %12s model buffer size = %8.2f MiB".
+        parse_load_line("load_tensors: offloaded 9/9 layers to GPU", &mut r);
+        parse_load_line(
+            "load_tensors:      Vulkan0 model buffer size =     1.25 MiB",
+            &mut r,
+        );
+        parse_load_line(
+            "load_tensors:   CPU_Mapped model buffer size =     0.50 MiB",
+            &mut r,
+        );
+        parse_load_line("load_tensors: offloading output layer to GPU", &mut r);
+        assert_eq!((r.offloaded_layers, r.total_layers), (Some(9), Some(9)));
+        assert_eq!(r.buffers.len(), 2);
+        assert_eq!(r.buffers[0].name, "Vulkan0");
+        assert!((r.buffers[0].mib - 1.25).abs() < 1e-9);
+    }
 }

@@ -13,11 +13,12 @@ mod vocab;
 pub use backend::{devices, system_info, Device};
 pub use batch::Batch;
 pub use context::{Context, ContextOptions};
-pub use log::recent_errors;
+pub use log::{recent_errors, take_load_report, LoadReport};
 pub use model::Model;
 pub use sampler::{Sampler, SamplerOptions};
 pub use vocab::{Token, Vocab};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 /// A failure inside llama.cpp, with what it logged just before.
@@ -52,8 +53,51 @@ pub fn init(verbose: bool) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         log::install(verbose);
+        // Before any backend starts: ggml reads GGML_VK_VISIBLE_DEVICES once, at registration.
+        select_vulkan_device();
         // SAFETY: called once, before any other llama call; the static build registers its
         // backends itself (no ggml_backend_load_all: it would dlopen stray libggml-*.so files).
         unsafe { crate::ffi::llama_backend_init() };
     });
+    log::set_verbose(verbose);
+}
+
+/// The name of ggml's Vulkan device selection variable.
+pub const VK_VISIBLE_DEVICES: &str = "GGML_VK_VISIBLE_DEVICES";
+
+/// How the Vulkan device was selected, for `info` (None: not a Vulkan build for a selected
+/// device).
+pub fn vulkan_selection() -> Option<String> {
+    let d = crate::settings::info()
+        .compiled_for
+        .vulkan_device
+        .as_ref()?;
+    if !d.select {
+        return None;
+    }
+    Some(match std::env::var(VK_VISIBLE_DEVICES) {
+        Ok(v) if v != d.index.to_string() || !SELECTED_BY_US.load(Ordering::Relaxed) => {
+            format!("{VK_VISIBLE_DEVICES}={v} (from the environment)")
+        }
+        _ => format!(
+            "{VK_VISIBLE_DEVICES}={} (set by tunellama: {} is a {}-type device, which ggml skips unless selected)",
+            d.index, d.name, d.device_type
+        ),
+    })
+}
+
+static SELECTED_BY_US: AtomicBool = AtomicBool::new(false);
+
+/// A build made for a CPU-type Vulkan device (lavapipe) must use it: ggml skips such devices and
+/// silently computes on the CPU unless `GGML_VK_VISIBLE_DEVICES` names them. The user's own
+/// setting wins.
+fn select_vulkan_device() {
+    let Some(d) = crate::settings::info().compiled_for.vulkan_device.as_ref() else {
+        return;
+    };
+    if d.select && std::env::var_os(VK_VISIBLE_DEVICES).is_none() {
+        // Single-threaded here: nothing else has started (no backend, no thread pool).
+        std::env::set_var(VK_VISIBLE_DEVICES, d.index.to_string());
+        SELECTED_BY_US.store(true, Ordering::Relaxed);
+    }
 }

@@ -8,6 +8,8 @@ use std::ptr::NonNull;
 
 pub struct Model {
     ptr: NonNull<ffi::llama_model>,
+    /// Where the load put the layers (llama.cpp's log lines).
+    pub load: super::LoadReport,
 }
 
 impl Model {
@@ -16,15 +18,18 @@ impl Model {
         let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
             LlamaError::new(format!("{}: path contains a NUL byte", path.display()))
         })?;
-        super::log::recent_errors(); // only this load's complaints should be reported
-                                     // SAFETY: default params are plain data; the path is a valid C string for the call.
+        // Only this load's complaints and layer placement should be reported.
+        super::log::recent_errors();
+        super::take_load_report();
+        // SAFETY: default params are plain data; the path is a valid C string for the call.
         let ptr = unsafe {
             let mut p = ffi::llama_model_default_params();
             p.n_gpu_layers = gpu_layers;
             ffi::llama_model_load_from_file(c.as_ptr(), p)
         };
+        let load = super::take_load_report();
         NonNull::new(ptr)
-            .map(|ptr| Model { ptr })
+            .map(|ptr| Model { ptr, load })
             .ok_or_else(|| LlamaError::new(format!("llama.cpp could not load {}", path.display())))
     }
 

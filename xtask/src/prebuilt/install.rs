@@ -163,6 +163,7 @@ fn install(
                 ninja: None,
                 nvcc: None,
                 cross: None,
+                vulkan_headers: None,
             },
             runtime_source: None,
         };

@@ -386,16 +386,21 @@ fn probe_vulkan(opts: &ProbeOptions) -> Detection<Vulkan> {
             looked_in: dirs.iter().map(|d| d.display().to_string()).collect(),
         };
     };
-    let devices = which_in("vulkaninfo", &opts.path)
-        .and_then(|p| {
-            Cmd::new(p)
-                .arg("--summary")
-                .timeout(opts.timeout)
-                .run()
-                .ok()
-        })
-        .map(|o| accel::parse_vulkaninfo_devices(&o.stdout))
-        .unwrap_or_default();
+    // Ask the loader: `vulkaninfo` enumerates the physical devices through it (full output: the
+    // summary has no memory heaps).
+    let (physical_devices, asked) = match which_in("vulkaninfo", &opts.path) {
+        Some(p) => {
+            let cmd = Cmd::new(p).timeout(opts.timeout);
+            match cmd.run() {
+                Ok(o) => (accel::parse_vulkaninfo(&o.stdout), cmd.display()),
+                Err(e) => (Vec::new(), format!("`{}` failed: {e}", cmd.display())),
+            }
+        }
+        None => (
+            Vec::new(),
+            "no vulkaninfo in PATH (package vulkan-tools): devices unknown".into(),
+        ),
+    };
     let glslc = which_in("glslc", &opts.path).or_else(|| {
         crate::env::vulkan_sdk()
             .map(|s| s.join("bin").join(exe("glslc")))
@@ -403,10 +408,75 @@ fn probe_vulkan(opts: &ProbeOptions) -> Detection<Vulkan> {
     });
     Detection::Found(Vulkan {
         loader: loader.display().to_string(),
-        devices,
+        devices: physical_devices.iter().map(|d| d.name.clone()).collect(),
+        physical_devices,
         glslc: glslc.map(|p| p.display().to_string()),
-        source: "loader library on disk; devices from `vulkaninfo --summary`".into(),
+        spirv_headers: spirv_headers(),
+        headers: vulkan_headers(&opts.disk_path),
+        source: format!("loader library on disk; devices from `{asked}`"),
     })
+}
+
+/// `SPIRV-HeadersConfig.cmake` in CMake's package search locations (`<prefix>/share/cmake`,
+/// `<prefix>/lib/<triple>/cmake`, ...), where `find_package(SPIRV-Headers CONFIG)` finds it.
+fn spirv_headers() -> Option<String> {
+    let mut prefixes: Vec<PathBuf> = Vec::new();
+    if let Some(sdk) = crate::env::vulkan_sdk() {
+        prefixes.push(sdk);
+    }
+    prefixes.extend(["/usr", "/usr/local"].map(PathBuf::from));
+    let subdirs = [
+        "share/cmake",
+        "lib/cmake",
+        "lib64/cmake",
+        "lib/x86_64-linux-gnu/cmake",
+        "lib/aarch64-linux-gnu/cmake",
+    ];
+    prefixes
+        .iter()
+        .flat_map(|p| subdirs.iter().map(move |s| p.join(s)))
+        .map(|d| d.join("SPIRV-Headers/SPIRV-HeadersConfig.cmake"))
+        .find(|f| f.is_file())
+        .map(|f| f.display().to_string())
+}
+
+/// The Vulkan headers a build would use: the system's when they are new enough for the pinned
+/// tree, else the newest sufficient ones `prereqs` put into the cache, else the system's (too
+/// old: the profile says so and `prereqs` provides newer ones).
+fn vulkan_headers(cache_dir: &Path) -> Option<VulkanHeaders> {
+    let read = |include: PathBuf, provider: &str| -> Option<VulkanHeaders> {
+        let file = include.join("vulkan/vulkan_core.h");
+        let text = std::fs::read_to_string(&file).ok()?;
+        let (version, sufficient) = accel::parse_vulkan_core_h(&text)?;
+        Some(VulkanHeaders {
+            include_dir: include.display().to_string(),
+            version,
+            sufficient,
+            provider: provider.into(),
+            source: format!("{} (VK_HEADER_VERSION_COMPLETE)", file.display()),
+        })
+    };
+    let mut system_dirs: Vec<PathBuf> = Vec::new();
+    if let Some(sdk) = crate::env::vulkan_sdk() {
+        system_dirs.push(sdk.join("include"));
+    }
+    system_dirs.extend(["/usr/include", "/usr/local/include"].map(PathBuf::from));
+    let system = system_dirs.into_iter().find_map(|d| read(d, "system"));
+    if system.as_ref().is_some_and(|h| h.sufficient) {
+        return system;
+    }
+    let cached = crate::vulkan_headers::installed(cache_dir)
+        .into_iter()
+        .filter_map(|d| read(d, "cache"))
+        .filter(|h| h.sufficient)
+        .reduce(|a, b| {
+            if tools::version_at_least(&a.version, &b.version) {
+                a
+            } else {
+                b
+            }
+        });
+    cached.or(system)
 }
 
 fn probe_metal(os: &str, arch: &str) -> Detection<Metal> {

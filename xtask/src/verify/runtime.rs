@@ -30,6 +30,9 @@ pub struct RuntimeReport {
     pub generate: GenerateCheck,
     /// Absent for the portable build itself (it is the reference).
     pub logits: Option<LogitsCheck>,
+    /// GPU builds: where `--gpu-layers all` put the layers (every one must be on the device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<OffloadCheck>,
     /// `bench --json` of a short run.
     pub bench: serde_json::Value,
 }
@@ -38,6 +41,16 @@ pub struct RuntimeReport {
 pub struct BackendCheck {
     pub backend: String,
     pub device: Option<String>,
+}
+
+/// The layers of the verification model really went to the GPU backend's device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffloadCheck {
+    pub backend: String,
+    pub offloaded_layers: u32,
+    pub total_layers: u32,
+    /// The model weight buffers on the backend's devices (`Vulkan0`), with MiB.
+    pub device_buffers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +91,8 @@ pub enum RuntimeVerifyError {
     Features(String),
     #[error("backend {0} was chosen by the profile but `info` reports no device for it")]
     Backend(String),
+    #[error("the {backend} build did not offload the model to its device: {detail}")]
+    NotOffloaded { backend: String, detail: String },
     #[error("generation is not deterministic: the same seed gave different text")]
     Nondeterministic,
     #[error("generation produced no tokens")]
@@ -99,6 +114,9 @@ pub enum RuntimeVerifyError {
 impl RuntimeVerifyError {
     pub fn hint(&self) -> String {
         match self {
+            RuntimeVerifyError::NotOffloaded { .. } => {
+                "a GPU build that computes on the CPU is not verified: check the device with `tunellama info` (for a CPU-type Vulkan device the runtime must select it with GGML_VK_VISIBLE_DEVICES) and run with --verbose to see llama.cpp's load log".into()
+            }
             RuntimeVerifyError::Logits { .. } | RuntimeVerifyError::Features(_) => {
                 "the build computes differently than the profile intends (miscompiled or built for another CPU); it was not published: report it with the build log, or try `cargo xtask setup --force`".into()
             }
@@ -135,6 +153,10 @@ pub fn logits(bin: &Path, model: &Path, threads: u32) -> Result<Vec<f32>, Runtim
         "logits",
         &["logits", "-m", &m, "-t", &t, "--json", PROMPT],
     )?;
+    logits_of(&v)
+}
+
+fn logits_of(v: &serde_json::Value) -> Result<Vec<f32>, RuntimeVerifyError> {
     v.get("logits")
         .and_then(|l| l.as_array())
         .map(|a| {
@@ -206,6 +228,71 @@ pub fn compare(
         reference_top_token: argmax(reference),
         reference: reference_name.into(),
         reference_values: reference.to_vec(),
+    })
+}
+
+/// Checks the `offload` object of `logits --json --gpu-layers all`: every layer offloaded and
+/// the weights in a buffer of `backend`'s device (`Vulkan0`, `CUDA0`, ...).
+pub fn check_offload(
+    backend: &str,
+    v: &serde_json::Value,
+) -> Result<OffloadCheck, RuntimeVerifyError> {
+    let o = v.get("offload");
+    let num = |k: &str| {
+        o.and_then(|o| o.get(k))
+            .and_then(|x| x.as_u64())
+            .map(|x| x as u32)
+    };
+    let fail = |detail: String| RuntimeVerifyError::NotOffloaded {
+        backend: backend.into(),
+        detail,
+    };
+    let (Some(n), Some(total)) = (num("offloaded_layers"), num("total_layers")) else {
+        return Err(fail(
+            "llama.cpp logged no `offloaded N/M layers to GPU` line (no GPU offload support in this build)".into(),
+        ));
+    };
+    let buffers: Vec<(String, f64)> = o
+        .and_then(|o| o.get("buffers"))
+        .and_then(|b| b.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|b| {
+                    Some((
+                        b.get("name")?.as_str()?.to_string(),
+                        b.get("mib")?.as_f64().unwrap_or(0.0),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let on_device: Vec<String> = buffers
+        .iter()
+        .filter(|(name, mib)| {
+            name.to_lowercase().starts_with(&backend.to_lowercase()) && *mib > 0.0
+        })
+        .map(|(name, mib)| format!("{name} {mib:.2} MiB"))
+        .collect();
+    if total == 0 || n < total {
+        return Err(fail(format!(
+            "offloaded {n}/{total} layers with --gpu-layers all"
+        )));
+    }
+    if on_device.is_empty() {
+        return Err(fail(format!(
+            "offloaded {n}/{total} layers, but no model buffer is on a {backend} device (buffers: {})",
+            buffers
+                .iter()
+                .map(|(n, m)| format!("{n} {m:.2} MiB"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(OffloadCheck {
+        backend: backend.into(),
+        offloaded_layers: n,
+        total_layers: total,
+        device_buffers: on_device,
     })
 }
 
@@ -314,12 +401,37 @@ pub fn verify(
         return Err(RuntimeVerifyError::Nondeterministic);
     }
 
+    // A GPU build computes the logits with every layer on its device, and must show it did.
+    let (own_logits, offload) = match expect.gpu_backends.first() {
+        Some(backend) => {
+            let v = run_json(
+                bin,
+                "logits --gpu-layers all",
+                &[
+                    "logits",
+                    "-m",
+                    &m,
+                    "-t",
+                    &t,
+                    "--gpu-layers",
+                    "all",
+                    "--json",
+                    PROMPT,
+                ],
+            )?;
+            (logits_of(&v)?, Some(check_offload(backend, &v)?))
+        }
+        None => (Vec::new(), None),
+    };
     let logits_check = match reference {
-        Some((reference, name)) => Some(compare(
-            &logits(bin, model, expect.threads)?,
-            reference,
-            name,
-        )?),
+        Some((reference, name)) => {
+            let own = if offload.is_some() {
+                own_logits
+            } else {
+                logits(bin, model, expect.threads)?
+            };
+            Some(compare(&own, reference, name)?)
+        }
         None => None,
     };
     let bench = run_json(
@@ -341,6 +453,7 @@ pub fn verify(
             deterministic: true,
         },
         logits: logits_check,
+        offload,
         bench,
     })
 }
@@ -372,6 +485,28 @@ mod tests {
     fn nan_logits_fail() {
         assert!(compare(&[f32::NAN, 0.0], &[0.0, 0.0], "p").is_err());
         assert!(compare(&[0.0, f32::NAN], &[0.0, 0.0], "p").is_err());
+    }
+
+    #[test]
+    fn a_gpu_build_whose_layers_stayed_on_the_cpu_fails() {
+        let on_cpu = serde_json::json!({"offload": {"offloaded_layers": 0, "total_layers": 9,
+            "buffers": [{"name": "CPU_Mapped", "mib": 1.5}]}});
+        assert!(matches!(
+            check_offload("vulkan", &on_cpu),
+            Err(RuntimeVerifyError::NotOffloaded { .. })
+        ));
+        // All layers claimed, but the weights are in a CPU buffer: still not offloaded.
+        let no_buffer = serde_json::json!({"offload": {"offloaded_layers": 9, "total_layers": 9,
+            "buffers": [{"name": "CPU", "mib": 1.5}]}});
+        assert!(check_offload("vulkan", &no_buffer).is_err());
+        // No offload line at all (a CPU-only library).
+        let none = serde_json::json!({"offload": {"offloaded_layers": null, "total_layers": null, "buffers": []}});
+        assert!(check_offload("vulkan", &none).is_err());
+        let ok = serde_json::json!({"offload": {"offloaded_layers": 9, "total_layers": 9,
+            "buffers": [{"name": "Vulkan0", "mib": 1.2}, {"name": "CPU_Mapped", "mib": 0.3}]}});
+        let c = check_offload("vulkan", &ok).unwrap();
+        assert_eq!((c.offloaded_layers, c.total_layers), (9, 9));
+        assert_eq!(c.device_buffers, ["Vulkan0 1.20 MiB"]);
     }
 
     #[test]
