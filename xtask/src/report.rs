@@ -207,6 +207,7 @@ pub fn profile_explain(p: &crate::profile::Profile) -> String {
             b.why
         );
     }
+    let _ = writeln!(s, "\nwhat setup proves for this build\n  {}", p.proof);
     let r = &p.runtime;
     let _ = writeln!(s, "\nruntime defaults");
     let _ = writeln!(s, "  threads     {:<6} {}", r.threads, r.threads_why);

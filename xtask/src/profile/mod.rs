@@ -5,6 +5,7 @@
 
 pub mod cuda;
 pub mod overrides;
+pub mod proof;
 pub mod rules;
 
 use crate::machine::{Machine, Origin};
@@ -105,6 +106,8 @@ pub struct Profile {
     pub runtime: RuntimeDefaults,
     pub warnings: Vec<String>,
     pub hints: Vec<String>,
+    /// What `setup` proves about this build (`proof::statement`), for `--explain`.
+    pub proof: String,
 }
 
 impl Profile {
@@ -186,6 +189,7 @@ pub fn plan_with(m: &Machine, o: &Overrides, template: &str, table: &cuda::CudaT
     )
     .expect("the embedded template renders (checked by tests)");
     let hash = decisions_hash(&decisions);
+    let proof = proof::statement(m, &out.backends);
     Profile {
         schema: PROFILE_SCHEMA,
         machine: label,
@@ -196,6 +200,7 @@ pub fn plan_with(m: &Machine, o: &Overrides, template: &str, table: &cuda::CudaT
         runtime: out.runtime,
         warnings: out.warnings,
         hints: out.hints,
+        proof,
     }
 }
 
