@@ -55,8 +55,12 @@ impl DistError {
 
 pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Result<ExitCode> {
     let matrix = crate::ci::matrix::Matrix::load(&ctx.repo_root)?;
-    let variant = matrix.variant(&args.variant)?.clone();
-    let host = crate::prereq::ensure_build_tools(ctx)?;
+    let mut variant = matrix.variant(&args.variant)?.clone();
+    let mut host = crate::prereq::ensure_build_tools(ctx)?;
+    if args.cuda_toolkit.as_deref() == Some("wheels") && variant.machine.cuda.found().is_some() {
+        let tk = crate::cuda_wheels::substitute(ctx, &mut variant.machine)?;
+        host.cuda = crate::machine::Detection::Found(tk);
+    }
     let (want_os, want_arch) = (&variant.machine.os.value, &variant.machine.arch.value);
     if want_os != &host.os.value || want_arch != &host.arch.value {
         return Err(DistError::WrongHost {
