@@ -100,6 +100,10 @@ pub struct DistArgs {
     /// Rebuild even when the cache holds the variant's build
     #[arg(long)]
     pub force: bool,
+    /// `wheels`: compile a CUDA variant with the CUDA 13 toolkit from NVIDIA's Python wheels
+    /// (installed into the cache on first use; docs/cuda.md)
+    #[arg(long, value_name = "wheels", value_parser = ["wheels"])]
+    pub cuda_toolkit: Option<String>,
 }
 
 #[derive(Debug, Args)]

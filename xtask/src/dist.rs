@@ -60,8 +60,12 @@ impl DistError {
 
 pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Result<ExitCode> {
     let matrix = crate::ci::matrix::Matrix::load(&ctx.repo_root)?;
-    let variant = matrix.variant(&args.variant)?.clone();
-    let host = crate::prereq::ensure_build_tools(ctx)?;
+    let mut variant = matrix.variant(&args.variant)?.clone();
+    let mut host = crate::prereq::ensure_build_tools(ctx)?;
+    if args.cuda_toolkit.as_deref() == Some("wheels") && variant.machine.cuda.found().is_some() {
+        let tk = crate::cuda_wheels::substitute(ctx, &mut variant.machine)?;
+        host.cuda = crate::machine::Detection::Found(tk);
+    }
     let (want_os, want_arch) = (&variant.machine.os.value, &variant.machine.arch.value);
     // An arm64 Linux variant on an x86-64 Linux host is cross-built and verified under
     // qemu-aarch64 at the C level (cross.rs, verify/emulated.rs): same ensure path, no runtime.
