@@ -57,6 +57,39 @@ pub struct LinkDescription {
     pub ggml_options: std::collections::BTreeMap<String, String>,
 }
 
+impl LinkDescription {
+    /// The compiler arguments that build a C program against `prefix` exactly as this
+    /// description says (include and library dirs, libraries in link order, frameworks, rpath,
+    /// OpenMP where GCC needs `-fopenmp`); `-fopenmp` only off Apple, whose link line names omp.
+    pub fn c_args(&self, prefix: &Path, apple: bool) -> Vec<String> {
+        let mut a = vec![
+            format!("-I{}", prefix.join(&self.include_dir).display()),
+            format!("-L{}", prefix.join(&self.lib_dir).display()),
+        ];
+        a.extend(self.search_paths.iter().map(|p| format!("-L{p}")));
+        a.extend(
+            self.static_libs
+                .iter()
+                .chain(&self.system_libs)
+                .map(|l| format!("-l{l}")),
+        );
+        for f in &self.frameworks {
+            a.push("-framework".into());
+            a.push(f.clone());
+        }
+        a.extend(self.rpath.iter().map(|d| format!("-Wl,-rpath,{d}")));
+        if !apple
+            && self
+                .ggml_options
+                .get("GGML_OPENMP")
+                .is_some_and(|v| v == "ON")
+        {
+            a.push("-fopenmp".into());
+        }
+        a
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildOutput {
     pub prefix: PathBuf,

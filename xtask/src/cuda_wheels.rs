@@ -166,20 +166,7 @@ pub fn ensure(ctx: &Ctx) -> Result<PathBuf, WheelsError> {
         "nvcc, headers, cudart, cuBLAS, CCCL",
         requirements().join(" ")
     ));
-    let cmd = Cmd::new(&py)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--target",
-        ])
-        .arg(site.as_os_str())
-        .args(requirements());
+    let cmd = pip_install(&py).arg(site.as_os_str()).args(requirements());
     cmd.run_inherit().map_err(|e| WheelsError::Pip {
         command: cmd.display(),
         source: Box::new(e),
@@ -267,18 +254,7 @@ pub fn ensure_cuobjdump(ctx: &Ctx) -> Result<PathBuf, WheelsError> {
         "installing cuobjdump from NVIDIA's wheel {name}=={version} into {} (to list the GPU code in compiled objects)",
         dir.display()
     ));
-    let cmd = Cmd::new(&py)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--no-deps",
-            "--only-binary",
-            ":all:",
-            "--target",
-        ])
+    let cmd = pip_install(&py)
         .arg(stage.join("site").as_os_str())
         .arg(format!("{name}=={version}"));
     cmd.run_inherit().map_err(|e| WheelsError::Pip {
@@ -320,6 +296,22 @@ pub fn add_unversioned_links(lib: &Path) -> Result<(), WheelsError> {
         }
     }
     Ok(())
+}
+
+/// `python -m pip install` of exact wheels only (no source builds, no dependencies pulled in
+/// behind our back, no questions); the caller adds `--target DIR` and the requirements.
+fn pip_install(py: &std::path::Path) -> Cmd {
+    Cmd::new(py).args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--target",
+    ])
 }
 
 #[cfg(test)]

@@ -118,7 +118,11 @@ pub fn ensure_cross_tools(ctx: &Ctx, target_arch: &str) -> anyhow::Result<()> {
         return Ok(());
     }
     install(ctx, &needs)?;
-    let still = missing_for_cross(target_arch);
+    none_still_missing(&missing_for_cross(target_arch))
+}
+
+/// After an install: an error naming what is still missing, if anything is.
+fn none_still_missing(still: &[Need]) -> anyhow::Result<()> {
     if !still.is_empty() {
         anyhow::bail!(
             "still missing after installing: {}",
@@ -485,17 +489,7 @@ pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
     }
     install(ctx, &needs)?;
     let m = crate::probe::probe(&opts);
-    let still = missing_for_build(&m);
-    if !still.is_empty() {
-        anyhow::bail!(
-            "still missing after installing: {}",
-            still
-                .iter()
-                .map(|n| n.tool.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    none_still_missing(&missing_for_build(&m))?;
     Ok(m)
 }
 

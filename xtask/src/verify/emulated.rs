@@ -271,28 +271,14 @@ pub fn link_command(
     prefix: &Path,
     link: &LinkDescription,
 ) -> Cmd {
-    let mut cmd = Cmd::new(&tc.cc)
+    // The cross link carries no rpath (a static program) and no frameworks (Linux).
+    Cmd::new(&tc.cc)
         .arg(src)
         .arg("-o")
         .arg(exe)
         .arg("-O2")
         .arg("-static")
-        .arg(format!("-I{}", prefix.join(&link.include_dir).display()))
-        .arg(format!("-L{}", prefix.join(&link.lib_dir).display()));
-    for p in &link.search_paths {
-        cmd = cmd.arg(format!("-L{p}"));
-    }
-    for l in link.static_libs.iter().chain(&link.system_libs) {
-        cmd = cmd.arg(format!("-l{l}"));
-    }
-    if link
-        .ggml_options
-        .get("GGML_OPENMP")
-        .is_some_and(|v| v == "ON")
-    {
-        cmd = cmd.arg("-fopenmp");
-    }
-    cmd
+        .args(link.c_args(prefix, false))
 }
 
 /// `qemu-aarch64 -cpu MODEL PROGRAM ARGS`.

@@ -91,32 +91,11 @@ pub fn smoke(prefix: &Path, cc: &str, work: &Path) -> Result<SmokeReport, Verify
     let src = work.join("smoke.c");
     fs_err::write(&src, SMOKE_C).map_err(io(&src))?;
     let exe = work.join("smoke");
-    let mut cmd = Cmd::new(cc)
+    let cmd = Cmd::new(cc)
         .arg(&src)
         .arg("-o")
         .arg(&exe)
-        .arg(format!("-I{}", prefix.join(&link.include_dir).display()))
-        .arg(format!("-L{}", prefix.join(&link.lib_dir).display()));
-    for p in &link.search_paths {
-        cmd = cmd.arg(format!("-L{p}"));
-    }
-    for l in link.static_libs.iter().chain(&link.system_libs) {
-        cmd = cmd.arg(format!("-l{l}"));
-    }
-    for f in &link.frameworks {
-        cmd = cmd.args(["-framework", f]);
-    }
-    for dir in &link.rpath {
-        cmd = cmd.arg(format!("-Wl,-rpath,{dir}"));
-    }
-    if !cfg!(target_os = "macos")
-        && link
-            .ggml_options
-            .get("GGML_OPENMP")
-            .is_some_and(|v| v == "ON")
-    {
-        cmd = cmd.arg("-fopenmp");
-    }
+        .args(link.c_args(prefix, cfg!(target_os = "macos")));
     let link_command = cmd.display();
     cmd.clone()
         .timeout(Duration::from_secs(300))
