@@ -1,0 +1,41 @@
+//! Runtime defaults baked into the build's runtime-info.json: threads, GPU layers and context
+//! size, each with why (an override from the user's profile wins and says so).
+
+use super::super::overrides::Overrides;
+use super::super::RuntimeDefaults;
+use crate::machine::Machine;
+
+pub fn runtime_defaults(
+    m: &Machine,
+    o: &Overrides,
+    gpu: Option<&str>,
+    src: &str,
+) -> RuntimeDefaults {
+    let (threads, threads_why) = match (o.runtime.threads, m.cpu.physical_cores, m.cpu.logical_cores) {
+        (Some(t), _, _) => (t, format!("override from {src}")),
+        (None, Some(p), _) => (p, "physical cores: more threads than cores slows llama.cpp (measured 0.5-0.8x with fewer, no gain with SMT)".into()),
+        (None, None, Some(l)) => (l, "logical cores (physical count unknown)".into()),
+        (None, None, None) => (4, "core count unknown: a conservative 4".into()),
+    };
+    let (gpu_layers, gpu_layers_why) = match (&o.runtime.gpu_layers, gpu) {
+        (Some(g), _) => (g.clone(), format!("override from {src}")),
+        (None, Some("metal")) => ("all".into(), "unified memory: every layer on the GPU".into()),
+        (None, Some(b)) => ("auto".into(), format!("{b}: as many layers as fit in the device's free memory, read from the device at run time")),
+        (None, None) => ("0".into(), "CPU-only build".into()),
+    };
+    let ram_gib = m.memory.as_ref().map(|x| x.total_bytes >> 30);
+    let (ctx_size, ctx_why) = match (o.runtime.ctx_size, ram_gib) {
+        (Some(c), _) => (c, format!("override from {src}")),
+        (None, Some(r)) if r < 4 => (2048, format!("{r} GiB RAM: a small KV cache")),
+        (None, Some(r)) => (4096, format!("{r} GiB RAM; capped at load time to the model's trained context and to free memory")),
+        (None, None) => (4096, "RAM unknown; capped at load time to the model's trained context".into()),
+    };
+    RuntimeDefaults {
+        threads,
+        threads_why,
+        gpu_layers,
+        gpu_layers_why,
+        ctx_size,
+        ctx_why,
+    }
+}
