@@ -22,7 +22,7 @@ fn repo() -> PathBuf {
 
 fn xtask(args: &[&str]) -> Value {
     let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .arg("--json")
         .env("CI", "true")

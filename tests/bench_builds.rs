@@ -4,11 +4,10 @@
 //! shape keeps this a functional test; real numbers come from `cargo xtask bench` itself.
 
 use serde_json::Value;
-use std::process::Command;
 
 #[test]
 fn bench_json_reports_pp_and_tg_for_tuned_and_portable_and_their_ratio() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args([
             "bench", "--shape", "tiny", "--quant", "q8_0", "-p", "32", "-n", "8", "-r", "2",
         ])

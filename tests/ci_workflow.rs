@@ -71,7 +71,7 @@ fn a_stale_workflow_is_reported_with_a_diff_and_the_command() {
 
 #[test]
 fn cli_check_passes_on_the_checked_in_workflow() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(["ci", "generate", "--check"])
         .current_dir(root())
         .output()
@@ -85,7 +85,7 @@ fn cli_check_passes_on_the_checked_in_workflow() {
 
 #[test]
 fn cli_matrix_json_is_an_actions_include_object() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(["ci", "matrix", "--json"])
         .current_dir(root())
         .output()

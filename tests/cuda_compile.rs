@@ -14,7 +14,7 @@ fn repo() -> PathBuf {
 }
 
 fn xtask(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .env("CI", "true")
         .output()

@@ -6,7 +6,7 @@
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use xtask::machine::{Detection, Machine};
 
 fn repo() -> PathBuf {
@@ -34,7 +34,7 @@ fn toolkit(dir: &Path, fixture: &str) -> PathBuf {
 }
 
 fn xtask(args: &[&str], cache: &Path, path: &str, env: &[(&str, &Path)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"));
     c.args(args).arg("--cache-dir").arg(cache).env("PATH", path);
     for v in ["CUDAToolkit_ROOT", "CUDA_PATH", "CUDA_HOME", "CUDA_ROOT"] {
         c.env_remove(v);
@@ -159,7 +159,7 @@ fn the_wheel_toolkit_in_the_cache_is_found_like_a_system_toolkit() {
 
 #[test]
 fn prereqs_names_the_wheels_and_says_the_cu12_wheel_has_no_nvcc() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(["prereqs", "--help"])
         .output()
         .unwrap();
@@ -167,7 +167,7 @@ fn prereqs_names_the_wheels_and_says_the_cu12_wheel_has_no_nvcc() {
     assert!(help.contains("--cuda-wheels"), "{help}");
     assert!(xtask::cuda_wheels::CU12_NOTE.contains("no nvcc"));
     // Opt-in: the flag needs --install.
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(["prereqs", "--cuda-wheels"])
         .output()
         .unwrap();

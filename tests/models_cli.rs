@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::server::{Reply, Server};
 
 fn xtask(cache: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"));
     c.arg("--cache-dir")
         .arg(cache)
         .args(args)

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 use support::server::{Reply, Server};
 use xtask::context::Ctx;
 use xtask::machine::Machine;
@@ -55,7 +54,7 @@ fn ensure_auto_picks_the_recommended_model_and_returns_it_once_stored() {
     assert!(server.seen("/big.gguf").is_empty());
 
     // Stored by the CLI (which may allow http), then `ensure` just returns it.
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let o = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .arg("--cache-dir")
         .arg(cache.path())
         .args(["models", "fetch", "big-chat", "--allow-http", "--catalog"])

@@ -3,12 +3,10 @@
 
 mod support;
 
-use std::process::Command;
-
 fn recommend(machine: &str, purpose: &str) -> (Option<serde_json::Value>, String) {
     let cache = tempfile::tempdir().unwrap();
     let m = support::fixture(&format!("machines/{machine}.json"));
-    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let o = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .arg("--cache-dir")
         .arg(cache.path())
         .args([

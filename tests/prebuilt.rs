@@ -243,7 +243,7 @@ fn index_from_manifests_round_trips_and_resolves_relative_urls() {
     dist(&d, "linux-x86_64-v3");
     dist(&d, "linux-x86_64-v2");
     let out = t.path().join("index.json");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let status = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(["prebuilt", "index", "--from"])
         .arg(&d)
         .arg("-o")

@@ -15,7 +15,7 @@ use support::server::{Reply, Server};
 const VARIANT: &str = "linux-x86_64-v2";
 
 fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .env("CI", "true")
         .env_remove("TUNELLAMA_PREBUILT_INDEX")

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
@@ -43,7 +43,7 @@ impl FakeTools {
 
 fn xtask(args: &[&str], path: Option<&str>) -> Output {
     let cache = tempfile::tempdir().unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"));
     c.args(args).arg("--cache-dir").arg(cache.path());
     c.env_remove("CUDA_PATH")
         .env_remove("CUDAToolkit_ROOT")
@@ -335,21 +335,33 @@ fn overrides_show_up_in_explain_as_overrides() {
 
 #[test]
 fn help_lists_every_command_with_a_line() {
+    use clap::CommandFactory;
     let out = xtask(&["--help"], None);
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["probe", "profile"] {
+    // Every subcommand clap knows (so a new command cannot be forgotten here), hidden ones aside.
+    let cli = xtask::cli::Cli::command();
+    let commands: Vec<String> = cli
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_string())
+        .collect();
+    assert!(commands.len() >= 10, "{commands:?}");
+    for cmd in &commands {
         let line = text
             .lines()
-            .find(|l| l.trim_start().starts_with(cmd))
-            .unwrap_or_else(|| panic!("{cmd} missing:\n{text}"));
+            .find(|l| l.starts_with(&format!("  {cmd} ")))
+            .unwrap_or_else(|| panic!("{cmd} missing from --help:\n{text}"));
         assert!(
             line.trim_start().len() > cmd.len() + 10,
             "{cmd} has no description: {line}"
         );
-    }
-    for cmd in ["probe", "profile"] {
         let out = xtask(&[cmd, "--help"], None);
-        assert!(out.status.success());
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd} --help failed");
+        assert!(help.contains("Usage:"), "{cmd} --help:\n{help}");
+    }
+    for cmd in ["probe", "profile", "setup", "status"] {
+        let out = xtask(&[cmd, "--help"], None);
         assert!(String::from_utf8_lossy(&out.stdout).contains("--json"));
     }
 }

@@ -115,6 +115,50 @@ fn generate_streams_tokens_and_prints_a_summary() {
     assert!(!err.contains("llama_model_loader"), "{err}");
 }
 
+/// Streaming, not printing at the end: the text arrives in many pieces, the first while the
+/// process is still generating. (A runtime that buffered its output would deliver one piece,
+/// just before it exits.)
+#[test]
+fn generate_streams_tokens_while_it_runs() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let m = tiny();
+    let mut child = Command::new(rt::binary())
+        .args(["generate", "-m", &m, "-n", "200", "--temp", "0", "Hello"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 4096];
+    let mut pieces = 0;
+    let mut running_at_first_piece = None;
+    let mut bytes = 0;
+    loop {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        if pieces == 0 {
+            running_at_first_piece = Some(child.try_wait().unwrap().is_none());
+        }
+        pieces += 1;
+        bytes += n;
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        running_at_first_piece,
+        Some(true),
+        "the first text arrived only after the process ended"
+    );
+    assert!(
+        pieces >= 10,
+        "{bytes} bytes of text arrived in {pieces} pieces: not streamed token by token"
+    );
+}
+
 #[test]
 fn prompt_comes_from_stdin_when_absent_or_dash() {
     let m = tiny();

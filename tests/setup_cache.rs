@@ -86,7 +86,7 @@ impl Env {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     fn command(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        let mut c = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"));
         c.args([
             "setup",
             "--json",
@@ -335,7 +335,7 @@ fn status_json_names_the_current_entry_its_inputs_and_freshness() {
     let env = Env::new();
     let built = env.setup();
     let status = |overrides: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
             .args(["status", "--json", "--overrides"])
             .arg(overrides)
             .arg("--cache-dir")
@@ -354,7 +354,7 @@ fn status_json_names_the_current_entry_its_inputs_and_freshness() {
     assert_eq!(s["fresh"], false);
     assert!(s["stale_because"].to_string().contains("GGML_LTO"), "{s}");
 
-    let ls = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let ls = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(["cache", "ls", "--json", "--cache-dir"])
         .arg(env.cache())
         .output()
@@ -386,7 +386,7 @@ fn missing_cmake_when_not_interactive_is_installed_through_the_package_manager()
             bin = bin.display()
         ),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(["prereqs", "--install", "--cache-dir"])
         .arg(env.cache())
         .env("PATH", bin.display().to_string())

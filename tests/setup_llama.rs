@@ -3,10 +3,9 @@
 //! It uses TUNELLAMA_CACHE_DIR (`cargo xtask test` points it at the test cache) so a machine pays the build once.
 
 use serde_json::Value;
-use std::process::Command;
 
 fn xtask(args: &[&str], overrides: &std::path::Path) -> Value {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"));
     c.args(args).arg("--json").env("CI", "true");
     if args[0] != "probe" {
         c.arg("--overrides").arg(overrides);
@@ -109,7 +108,7 @@ fn setup_builds_the_pinned_llama_cpp_natively_and_the_second_run_is_a_hit() {
     let bin = std::path::PathBuf::from(status["runtime_bin"].as_str().expect("runtime_bin"));
     assert!(bin.is_absolute() && bin.is_file(), "{}", bin.display());
     assert_eq!(second["runtime_bin"].as_str(), bin.to_str());
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(["run", "--", "info", "--json"])
         .output()
         .unwrap();

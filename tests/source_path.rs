@@ -113,7 +113,7 @@ fn stale_manifest_is_reported_instead_of_wrong_paths() {
 fn source_command_prints_the_verified_tree_and_refuses_with_a_hint() {
     let (d, tree, pin) = setup();
     let run = |extra: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
             .arg("--cache-dir")
             .arg(d.path().join("cache"))
             .args(["source", "--transport", "path", "--path"])
@@ -159,7 +159,7 @@ fn pin_command_writes_a_pin_that_the_tree_then_verifies_against() {
     );
     let pin = d.path().join("profiles/llama.pin.toml");
     let xtask = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
             .arg("--cache-dir")
             .arg(d.path().join("cache"))
             .args(args)

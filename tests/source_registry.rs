@@ -57,7 +57,7 @@ fn registry_transport_refuses_a_crate_whose_checksum_is_not_the_pinned_one() {
 #[test]
 fn source_command_uses_the_registry_by_default_and_prints_json() {
     let cache = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .arg("--cache-dir")
         .arg(cache.path())
         .args(["source", "--json", "--quiet"])

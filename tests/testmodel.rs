@@ -427,7 +427,7 @@ fn gguf_py_reads_our_models_and_agrees_on_every_byte() {
 // ---- the command ----
 
 fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .env("CI", "true")
         .output()

@@ -16,10 +16,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn cache_dir() -> PathBuf {
-    PathBuf::from(std::env::var("TUNELLAMA_CACHE_DIR").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").expect("HOME or TUNELLAMA_CACHE_DIR");
-        format!("{home}/.cache/tunellama")
-    }))
+    // The suite's own cache (never the user's): `xtask::testcmd::command` runs xtask with it.
+    xtask::testcmd::test_cache_dir()
 }
 
 fn shader_cache() -> PathBuf {
@@ -41,7 +39,7 @@ fn xtask(args: &[&str]) -> Output {
 }
 
 fn xtask_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .current_dir(dir)
         .args(args)
         .env("CI", "true")

@@ -37,7 +37,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `cargo xtask <args> --json`, parsed.
 pub fn xtask_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .arg("--json")
         .env("CI", "true")

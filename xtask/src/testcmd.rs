@@ -25,6 +25,15 @@ pub fn test_cache_dir() -> std::path::PathBuf {
     user.with_file_name(name)
 }
 
+/// `program` (the xtask binary, a runtime) as a test runs it: with the test cache as its cache,
+/// whatever the environment says, so no test reads or moves the user's builds or `current.json`.
+/// A test that needs another cache sets `TUNELLAMA_CACHE_DIR` or `--cache-dir` after this.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    c.env(crate::env::CACHE_DIR_VAR, test_cache_dir());
+    c
+}
+
 pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::process::ExitCode> {
     // What the tests fetch into a cache (Vulkan headers) goes into the test cache too.
     let test_ctx = Ctx {
@@ -112,6 +121,7 @@ pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::proces
     for (name, cmd) in steps {
         eprintln!("== {name}: {}", cmd.display());
         cmd.env(crate::env::CACHE_DIR_VAR, cache)
+            .env(TEST_CACHE_VAR, cache)
             .cwd(root)
             .run_inherit()?;
     }
