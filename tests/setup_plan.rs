@@ -246,7 +246,7 @@ fn a_dry_run_names_the_key_and_the_cache_state_in_text_and_json() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
-        "dry run: nothing was installed, downloaded or written",
+        "dry run: nothing was installed or written; no archive, tree or toolkit was downloaded",
         &format!("key:     {key}"),
         "action:  build",
         "source:  crate ",

@@ -471,7 +471,7 @@ pub fn text(p: &SetupPlan) -> String {
         s.push_str(&l);
         s.push('\n');
     };
-    line("setup plan (dry run: nothing was installed, downloaded or written)".into());
+    line("setup plan (dry run: nothing was installed or written; no archive, tree or toolkit was downloaded)".into());
     line(format!(
         "  host:    {} ({} {}, {})",
         p.host.what, p.host.os, p.host.arch, p.host.cpu

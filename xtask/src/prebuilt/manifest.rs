@@ -382,6 +382,102 @@ pub fn build_index(manifests: &[ReadManifest], base_url: &str) -> Index {
 mod tests {
     use super::*;
 
+    fn artifact_for(m: &Manifest) -> Artifact {
+        Artifact {
+            variant: m.variant.clone(),
+            target: m.target.clone(),
+            requirements: m.requirements.clone(),
+            llama: m.llama.clone(),
+            url: "file:///x/tunellama-v.tar.gz".into(),
+            sha256: m.archive.sha256.clone(),
+            size: m.archive.size,
+            manifest_sha256: None,
+        }
+    }
+
+    #[test]
+    fn extracted_files_are_checked_against_the_manifest_naming_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("bin/tunellama"), b"runtime").unwrap();
+        std::fs::write(dir.join("profile.cmake"), b"set(X ON)").unwrap();
+        let mut m = sample();
+        m.files = file_entries(dir).unwrap();
+        let a = artifact_for(&m);
+        check_extracted(&m, &a, dir).unwrap();
+
+        std::fs::write(dir.join("profile.cmake"), b"set(X OFF)").unwrap();
+        let e = check_extracted(&m, &a, dir).unwrap_err().to_string();
+        let want = &m
+            .files
+            .iter()
+            .find(|f| f.path == "profile.cmake")
+            .unwrap()
+            .sha256;
+        assert!(
+            e.contains("`profile.cmake`") && e.contains(want.as_str()),
+            "{e}"
+        );
+        std::fs::write(dir.join("profile.cmake"), b"set(X ON)").unwrap();
+
+        std::fs::write(dir.join("bin/extra"), b"?").unwrap();
+        let e = check_extracted(&m, &a, dir).unwrap_err().to_string();
+        assert!(
+            e.contains("`bin/extra`") && e.contains("not in the manifest"),
+            "{e}"
+        );
+        std::fs::remove_file(dir.join("bin/extra")).unwrap();
+
+        std::fs::remove_file(dir.join("bin/tunellama")).unwrap();
+        let e = check_extracted(&m, &a, dir).unwrap_err().to_string();
+        assert!(
+            e.contains("`bin/tunellama`") && e.contains("missing"),
+            "{e}"
+        );
+        std::fs::write(dir.join("bin/tunellama"), b"runtime").unwrap();
+
+        // The index points at another archive than the manifest describes.
+        let mut other = a.clone();
+        other.sha256 = "c".repeat(64);
+        let e = check_extracted(&m, &other, dir).unwrap_err().to_string();
+        assert!(
+            e.contains(&"c".repeat(64)) && e.contains(&m.archive.sha256),
+            "{e}"
+        );
+    }
+
+    fn sample() -> Manifest {
+        Manifest {
+            schema: MANIFEST_SCHEMA,
+            variant: "v".into(),
+            target: "t".into(),
+            requirements: Requirements {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                cpu_features: vec![],
+                backend: super::super::Backend::Cpu,
+                cuda_driver_min: None,
+                gpu_archs: vec![],
+            },
+            llama: LlamaRef {
+                commit: "c".into(),
+                tree_digest: "d".into(),
+            },
+            profile_hash: "p".into(),
+            verification: VerificationSummary {
+                status: VerificationStatus::Verified,
+                detail: "t".into(),
+            },
+            files: vec![],
+            archive: ArchiveRef {
+                name: archive_name("v"),
+                sha256: "a".repeat(64),
+                size: 3,
+            },
+        }
+    }
+
     #[test]
     fn index_urls_join_the_base_and_keep_relative_names_without_one() {
         let m = Manifest {
