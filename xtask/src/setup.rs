@@ -155,14 +155,14 @@ pub fn run(
     }
     if plan.action == crate::setup_plan::Action::Build {
         // Only a source build needs the build tools (and, for Vulkan, the Vulkan tools).
-        let probed = crate::prereq::ensure_build_tools(ctx)?;
+        // Both re-probe this machine; the wheel toolkit (not on PATH) stays its CUDA toolkit.
         let cuda = host.cuda.clone();
-        host = probed;
-        if args.machine.cuda_toolkit.as_deref() == Some("wheels") {
-            host.cuda = cuda;
-        }
+        host = crate::prereq::ensure_build_tools(ctx)?;
         if plan.tools.vulkan.is_some() {
             host = crate::prereq::ensure_vulkan(ctx, false)?;
+        }
+        if args.machine.cuda_toolkit.as_deref() == Some("wheels") {
+            host.cuda = cuda;
         }
         if args.machine.machine.is_none() {
             let cuda = target.cuda.clone();
