@@ -348,6 +348,14 @@ fn a_file_changed_inside_the_archive_is_refused_naming_it_and_nothing_is_install
         entries(cache.path())
     );
     assert!(!cache.path().join("builds-v1/current.json").exists());
+    // Not even a staging dir or a download is left behind (only the key's lock file).
+    let left: Vec<String> = std::fs::read_dir(cache.path().join("builds-v1"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
