@@ -3,7 +3,10 @@
 //! archive is served from 127.0.0.1 by an index; `setup --prebuilt-index` installs it into a fresh
 //! cache for a recorded AVX2 Machine (download, checksum, safe extraction, the same runtime
 //! verification as a source build) with provenance "prebuilt"; Machines lacking SSE4.2 or
-//! running arm64 are refused with the reason; a tampered archive installs nothing.
+//! running arm64 are refused with the reason; a tampered archive, a file changed inside it (checked
+//! against the dist manifest published beside it) or a manifest that is not the index's installs
+//! nothing; without `--machine` this host's probe selects the variant, and with a recording the
+//! recording selects it while this host fingerprints and verifies it.
 
 mod support;
 
@@ -81,12 +84,28 @@ fn dist() -> &'static (PathBuf, Vec<u8>, Value) {
     })
 }
 
-/// Serves the index (relative URL) and `archive` under /p/.
+/// The manifest `dist` wrote beside the archive.
+fn dist_manifest() -> Vec<u8> {
+    let (dir, _, _) = dist();
+    std::fs::read(dir.join(format!("tunellama-{VARIANT}.manifest.json"))).unwrap()
+}
+
+/// Serves the index (relative URL), `archive` and `dist`'s manifest under /p/.
 fn serve(archive: Vec<u8>) -> (Server, String) {
     let (_, _, index) = dist();
+    serve_all(archive, dist_manifest(), index)
+}
+
+/// Serves `index`, `archive` and `manifest` (beside the archive, as `dist` publishes it).
+fn serve_all(archive: Vec<u8>, manifest: Vec<u8>, index: &Value) -> (Server, String) {
     let server = Server::start();
     let name = format!("tunellama-{VARIANT}.tar.gz");
     server.route(&format!("/p/{name}"), archive, vec![Reply::ok()]);
+    server.route(
+        &format!("/p/tunellama-{VARIANT}.manifest.json"),
+        manifest,
+        vec![Reply::ok()],
+    );
     server.route(
         "/p/index.json",
         serde_json::to_vec(index).unwrap(),
@@ -235,7 +254,8 @@ fn a_tampered_archive_fails_its_checksum_and_installs_nothing() {
     assert!(!cache.path().join("builds-v1/current.json").exists());
 }
 
-/// The dist archive repacked with `edit` applied to its extracted files, and an index for it.
+/// The dist archive repacked with `edit` applied to its extracted files: the archive, the index
+/// pointing at it (sha256 and size updated, `manifest_sha256` still that of dist's manifest).
 fn repacked(edit: impl Fn(&Path)) -> (Vec<u8>, Value) {
     let (_, archive, index) = dist();
     let t = tempfile::tempdir().unwrap();
@@ -252,28 +272,123 @@ fn repacked(edit: impl Fn(&Path)) -> (Vec<u8>, Value) {
     (std::fs::read(&out).unwrap(), index)
 }
 
+/// [`repacked`] as a publisher would do it honestly: a manifest describing the new files and
+/// archive, and the index carrying that manifest's sha256.
+fn republished(edit: impl Fn(&Path)) -> (Vec<u8>, Vec<u8>, Value) {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    let (archive, mut index) = repacked(|dir| {
+        edit(dir);
+        copy_tree(dir, &tree);
+    });
+    let mut manifest: Value = serde_json::from_slice(&dist_manifest()).unwrap();
+    let files: Vec<Value> = xtask::prebuilt::manifest::file_entries(&tree)
+        .unwrap()
+        .into_iter()
+        .map(|f| serde_json::to_value(f).unwrap())
+        .collect();
+    manifest["files"] = files.into();
+    manifest["archive"]["sha256"] = index["artifacts"][0]["sha256"].clone();
+    manifest["archive"]["size"] = index["artifacts"][0]["size"].clone();
+    let text = serde_json::to_string_pretty(&manifest).unwrap() + "\n";
+    index["artifacts"][0]["manifest_sha256"] = support::sha256_hex(text.as_bytes()).into();
+    (archive, text.into_bytes(), index)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_file_changed_inside_the_archive_is_refused_naming_it_and_nothing_is_installed() {
+    // One byte of a header changed after packing, the tarball rebuilt and the index's archive
+    // sha256 and size updated to match: only the manifest's per-file sha256 can tell.
+    let file = "include/llama.h";
+    let (bad, index) = repacked(|tree| {
+        let p = tree.join(file);
+        let mut b = std::fs::read(&p).unwrap();
+        b[10] ^= 0x20;
+        std::fs::write(&p, b).unwrap();
+    });
+    let manifest: Value = serde_json::from_slice(&dist_manifest()).unwrap();
+    let expected = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == file)
+        .unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_server, url) = serve_all(bad, dist_manifest(), &index);
+    let cache = tempfile::tempdir().unwrap();
+    let args = setup_args(&url, cache.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = xtask(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a tampered file was installed:\n{err}"
+    );
+    assert!(
+        err.contains(file) && err.contains(&expected) && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(
+        entries(cache.path()).is_empty(),
+        "{:?}",
+        entries(cache.path())
+    );
+    assert!(!cache.path().join("builds-v1/current.json").exists());
+    // Not even a staging dir or a download is left behind (only the key's lock file).
+    let left: Vec<String> = std::fs::read_dir(cache.path().join("builds-v1"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_manifest_that_differs_from_the_index_is_refused() {
+    let (_, archive, index) = dist();
+    let mut manifest = dist_manifest();
+    manifest.extend_from_slice(b" ");
+    let (_server, url) = serve_all(archive.clone(), manifest.clone(), index);
+    let cache = tempfile::tempdir().unwrap();
+    let args = setup_args(&url, cache.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = xtask(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("manifest") && err.contains(&support::sha256_hex(&manifest)),
+        "{err}"
+    );
+    assert!(entries(cache.path()).is_empty());
+}
+
 #[test]
 fn reference_logits_of_another_test_model_are_refused_and_nothing_is_installed() {
-    let (bad, index) = repacked(|tree| {
+    let (bad, manifest, index) = republished(|tree| {
         let path = tree.join("reference-logits.json");
         let mut r: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         r["model"] = "tiny-from-another-writer.gguf".into();
         r["model_sha256"] = "0".repeat(64).into();
         std::fs::write(&path, r.to_string()).unwrap();
     });
-    let server = Server::start();
-    server.route(
-        &format!("/q/tunellama-{VARIANT}.tar.gz"),
-        bad,
-        vec![Reply::ok()],
-    );
-    server.route(
-        "/q/index.json",
-        serde_json::to_vec(&index).unwrap(),
-        vec![Reply::ok()],
-    );
+    let (_server, url) = serve_all(bad, manifest, &index);
     let cache = tempfile::tempdir().unwrap();
-    let args = setup_args(&server.url("/q/index.json"), cache.path());
+    let args = setup_args(&url, cache.path());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = xtask(&args);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -288,4 +403,108 @@ fn reference_logits_of_another_test_model_are_refused_and_nothing_is_installed()
         "{:?}",
         entries(cache.path())
     );
+}
+
+/// This machine's fingerprint, as `probe` sees it (GPU names and driver; none here).
+fn host_fingerprint_gpus() -> Value {
+    let probe = ok_json(&["probe", "--json"]);
+    let gpus: Vec<Value> = probe["nvidia"]["gpus"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Value::from(gpus.len())
+}
+
+#[test]
+fn without_machine_the_probe_of_this_host_selects_installs_and_verifies_the_prebuilt() {
+    let (_, archive, _) = dist();
+    let (_server, url) = serve(archive.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let args = [
+        "setup",
+        "--prebuilt-index",
+        &url,
+        "--allow-http",
+        "--cache-dir",
+        s(cache.path()),
+        "--json",
+    ];
+    let report = ok_json(&args);
+    assert_eq!(report["provenance"], "prebuilt", "{report}");
+    assert_eq!(report["variant"], VARIANT);
+    assert!(
+        report["chosen_because"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("prebuilt {VARIANT} fits this machine")),
+        "{report}"
+    );
+    let entry = PathBuf::from(report["entry"].as_str().unwrap());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(entry.join("manifest.json")).unwrap())
+            .unwrap();
+    assert!(manifest["verification"]["runtime"]["generate"]["tokens"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+}
+
+#[test]
+fn a_recorded_machine_selects_the_variant_but_this_host_fingerprints_and_verifies_it() {
+    // The recording has an RTX 4050 and its driver; this machine runs the check, so the entry's
+    // fingerprint is this machine's, and a plain `setup` here afterwards is a cache hit.
+    let (_, archive, _) = dist();
+    let (_server, url) = serve(archive.clone());
+    let cache = tempfile::tempdir().unwrap();
+    let c = s(cache.path());
+    let laptop = machine("laptop-rtx4050-cuda12.4.json");
+    let report = ok_json(&[
+        "setup",
+        "--prebuilt-index",
+        &url,
+        "--allow-http",
+        "--machine",
+        &laptop,
+        "--cache-dir",
+        c,
+        "--json",
+    ]);
+    assert_eq!(report["variant"], VARIANT, "{report}");
+    let entry = PathBuf::from(report["entry"].as_str().unwrap());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(entry.join("manifest.json")).unwrap())
+            .unwrap();
+    let gpus = manifest["fingerprint"]["gpus"].as_array().unwrap();
+    assert_eq!(
+        Value::from(gpus.len()),
+        host_fingerprint_gpus(),
+        "the recording's GPUs were taken as this machine's: {manifest:#}"
+    );
+    assert!(
+        !gpus.iter().any(|g| g.as_str().unwrap().contains("4050")),
+        "{manifest:#}"
+    );
+    assert_ne!(manifest["fingerprint"]["cuda"], "12.4", "{manifest:#}");
+    let again = ok_json(&[
+        "setup",
+        "--prebuilt-index",
+        &url,
+        "--allow-http",
+        "--from-source",
+        "--dry-run",
+        "--cache-dir",
+        c,
+        "--json",
+    ]);
+    assert_eq!(again["host"]["what"], "this machine (probed)");
+    let plain = ok_json(&[
+        "setup",
+        "--prebuilt-index",
+        &url,
+        "--allow-http",
+        "--cache-dir",
+        c,
+        "--json",
+    ]);
+    assert_eq!(plain["provenance"], "prebuilt", "{plain}");
+    assert_eq!(plain["outcome"], "hit", "{plain}");
 }

@@ -192,7 +192,8 @@ pub struct SetupArgs {
     pub overrides: Option<PathBuf>,
     #[command(flatten)]
     pub machine: MachineArg,
-    /// Rebuild even when the cache holds an entry for this key
+    /// Rebuild from source even when the cache holds this machine's build for the key; no
+    /// prebuilt is installed
     #[arg(long)]
     pub force: bool,
     /// Build and verify only the llama.cpp libraries (for linking your own program): no runtime
@@ -202,7 +203,9 @@ pub struct SetupArgs {
     /// for a second variant beside the machine's tuned build (e.g. Vulkan on lavapipe)
     #[arg(long)]
     pub keep_current: bool,
-    /// Prebuilt index to consult before building (a path or an https:// URL); repeatable
+    /// Prebuilt index (a path or an https:// URL; repeatable): a fitting prebuilt is installed
+    /// only when this machine's tuned build is not cached for the current key (a fresh tuned
+    /// build always wins) and neither --from-source nor --force is given
     #[arg(
         long,
         value_name = "PATH|URL",
@@ -246,7 +249,9 @@ pub struct SourceArgs {
     /// The pin to verify against [default: profiles/llama.pin.toml]
     #[arg(long, value_name = "FILE")]
     pub pin: Option<PathBuf>,
-    /// Print the plan (as JSON) and do nothing
+    /// Print the plan and change nothing (`setup`: tools it would install, source, key, cache hit
+    /// or build, prebuilt candidate and which is used and why; text, or JSON with --json.
+    /// `source`: the source plan as JSON)
     #[arg(long)]
     pub dry_run: bool,
 }

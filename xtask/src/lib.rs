@@ -32,6 +32,7 @@ pub mod report;
 pub mod requirements;
 pub mod runtime_build;
 pub mod setup;
+pub mod setup_plan;
 pub mod source;
 pub mod status;
 pub mod testcmd;

@@ -479,6 +479,63 @@ pub fn install(ctx: &Ctx, needs: &[Need]) -> Result<(), PrereqError> {
     Ok(())
 }
 
+/// What installing some missing tools would do, decided without doing it (`setup --dry-run`
+/// and `setup`'s plan): the tools and why, the package manager, its packages and commands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InstallPlan {
+    pub tools: Vec<PlannedTool>,
+    /// The package manager that would run (`None`: none found, installing would fail).
+    pub manager: Option<Manager>,
+    /// The exact commands, joined as a shell would show them (empty when nothing is missing).
+    pub commands: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlannedTool {
+    pub tool: String,
+    pub why: String,
+    /// The package of the detected manager (the apt name when none was found).
+    pub package: String,
+}
+
+/// What [`install`] would do for `needs`. Reads PATH only; runs nothing, installs nothing.
+pub fn would_install(needs: &[Need]) -> InstallPlan {
+    let manager = Manager::detect();
+    InstallPlan {
+        tools: needs
+            .iter()
+            .map(|n| PlannedTool {
+                tool: n.tool.clone(),
+                why: n.why.clone(),
+                package: manager.map_or(n.apt, |m| m.package(n)).to_string(),
+            })
+            .collect(),
+        manager,
+        commands: match manager {
+            Some(m) if !needs.is_empty() => m
+                .commands(needs, is_root())
+                .iter()
+                .map(|c| c.join(" "))
+                .collect(),
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// What [`ensure_build_tools`] would install on a host probed as `m` (nothing is run).
+pub fn would_install_build_tools(m: &Machine) -> InstallPlan {
+    would_install(&missing_for_build(m))
+}
+
+/// What [`ensure_vulkan`] would install on a host probed as `m` (nothing is run), and whether it
+/// would also fetch newer Vulkan headers into the cache.
+pub fn would_install_vulkan(m: &Machine, software_device: bool) -> (InstallPlan, bool) {
+    (
+        would_install(&missing_for_vulkan(m, software_device)),
+        vulkan_headers_needed(m),
+    )
+}
+
 /// Probes the host, installs what a source build lacks, and returns the re-probed Machine.
 pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
     let opts = crate::probe::ProbeOptions::for_host(&ctx.cache_dir);

@@ -1,6 +1,8 @@
-//! `cargo xtask setup`: the main job, one stage after another: probe (+ install missing build
-//! tools) → profile → source → cache lookup → build → verify → publish. This file only sequences
-//! the stages and reports; each stage is a module of its own.
+//! `cargo xtask setup`: the main job. Probe this machine, compute the plan (`setup_plan.rs`: the
+//! tuned build's key and cache state, the prebuilt candidate, which is used and why), then either
+//! print it (`--dry-run`) or execute it: reuse the cached tuned build, install the prebuilt, or
+//! install missing build tools → profile → source → build → verify → publish. This file only
+//! sequences the stages and reports; each stage is a module of its own.
 
 use crate::cache::{Fingerprint, Toolchain};
 use crate::context::Ctx;
@@ -24,6 +26,8 @@ pub struct SetupReport {
     pub provenance: String,
     /// The prebuilt variant installed.
     pub variant: Option<String>,
+    /// Why this build was used (a fresh tuned build, a prebuilt, a source build, `--force`).
+    pub chosen_because: String,
     /// The verified model file, with `--model`.
     pub model: Option<std::path::PathBuf>,
     pub seconds: f64,
@@ -67,73 +71,114 @@ pub fn run(
     progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
-    let mut host = crate::prereq::ensure_build_tools(ctx)?;
-    // A recorded Machine (--machine) is planned and matched against prebuilts instead of this
-    // one; this machine's tools still build and its CPU still runs the verification.
-    let mut machine = match &args.machine.machine {
+    // This machine as it is: nothing is installed before the plan says a source build needs it.
+    let mut host = ctx.machine(None)?;
+    // A recorded Machine (--machine) is the target: planned, and it selects the prebuilt variant.
+    // This machine (host) builds, fingerprints and runs every verification.
+    let mut target = match &args.machine.machine {
         Some(file) => ctx.machine(Some(file))?,
         None => host.clone(),
     };
+    let mut cuda_wheels = None;
     if args.machine.cuda_toolkit.as_deref() == Some("wheels") {
-        // The wheel toolkit compiles for the target and is part of this host's toolchain.
-        let tk = crate::cuda_wheels::substitute(ctx, &mut machine)?;
-        host.cuda = Detection::Found(tk);
-    }
-    let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
-    let mut profile = crate::profile::plan(&machine, &overrides);
-    // A Vulkan build needs glslc, SPIR-V headers and Vulkan headers new enough for the pinned
-    // tree: provide them (saying what and why), then plan again with the headers found.
-    if profile.decision("GGML_VULKAN") == Some("ON") && !args.source.dry_run {
-        host = crate::prereq::ensure_vulkan(ctx, false)?;
-        if args.machine.machine.is_none() {
-            machine = host.clone();
-            profile = crate::profile::plan(&machine, &overrides);
+        match crate::cuda_wheels::installed(&ctx.cache_dir) {
+            Some(root) if args.source.dry_run => {
+                cuda_wheels = Some(format!("the wheel toolkit at {}", root.display()));
+                if let crate::machine::Detection::Found(tk) = crate::probe::ask_nvcc(
+                    &root.join("bin/nvcc"),
+                    Some(&root),
+                    true,
+                    std::time::Duration::from_secs(30),
+                ) {
+                    target.cuda = Detection::Found(tk.clone());
+                    host.cuda = Detection::Found(tk);
+                }
+            }
+            None if args.source.dry_run => {
+                cuda_wheels = Some(format!(
+                    "would install NVIDIA's CUDA wheels ({}) into the cache with pip",
+                    crate::cuda_wheels::requirements().join(" ")
+                ));
+            }
+            _ => {
+                // The wheel toolkit compiles for the target and is part of this host's toolchain.
+                let tk = crate::cuda_wheels::substitute(ctx, &mut target)?;
+                cuda_wheels = Some(format!("the wheel toolkit {}", tk.nvcc));
+                host.cuda = Detection::Found(tk);
+            }
         }
     }
+    let plan = crate::setup_plan::plan(ctx, args, &host, &target, cuda_wheels)?;
+    if args.source.dry_run {
+        if ctx.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!("{}", crate::setup_plan::text(&plan));
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    ctx.info(format!("setup: {}", plan.chosen_because));
+    if plan.action == crate::setup_plan::Action::InstallPrebuilt {
+        let candidate = plan
+            .prebuilt
+            .as_ref()
+            .and_then(|p| p.candidate.as_ref())
+            .expect("the plan installs a prebuilt only when it has a candidate");
+        let p =
+            crate::prebuilt::install::install(ctx, &host, candidate, args.allow_http, progress)?;
+        let cache = crate::cache::Cache::new(&ctx.cache_dir);
+        if args.keep_current {
+            ctx.info(format!(
+                "--keep-current: prebuilt {} is cached and verified; the current build stays {}",
+                p.key,
+                cache.current().unwrap_or_else(|| "unset".into())
+            ));
+        } else {
+            cache.set_current(&p.key)?;
+        }
+        let prefix = p.entry.join("prefix");
+        let report = SetupReport {
+            outcome: p.outcome,
+            key: p.key.clone(),
+            runtime_bin: Some(crate::runtime_build::binary_in(&prefix)),
+            prefix,
+            entry: p.entry.clone(),
+            changes: p.changes.clone(),
+            pinned: true,
+            provenance: "prebuilt".into(),
+            variant: Some(p.variant.clone()),
+            chosen_because: plan.chosen_because.clone(),
+            model: None,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        return finish(ctx, args, &target, progress, report);
+    }
+    if plan.action == crate::setup_plan::Action::Build {
+        // Only a source build needs the build tools (and, for Vulkan, the Vulkan tools).
+        // Both re-probe this machine; the wheel toolkit (not on PATH) stays its CUDA toolkit.
+        let cuda = host.cuda.clone();
+        host = crate::prereq::ensure_build_tools(ctx)?;
+        if plan.tools.vulkan.is_some() {
+            host = crate::prereq::ensure_vulkan(ctx, false)?;
+        }
+        if args.machine.cuda_toolkit.as_deref() == Some("wheels") {
+            host.cuda = cuda;
+        }
+        if args.machine.machine.is_none() {
+            let cuda = target.cuda.clone();
+            target = host.clone();
+            target.cuda = cuda;
+        }
+    }
+    let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
+    let profile = crate::profile::plan(&target, &overrides);
     for w in &profile.warnings {
         eprintln!("warning: {w}");
     }
     for h in &profile.hints {
         eprintln!("hint: {h}");
     }
-    if !args.from_source && !args.lib_only && !args.prebuilt_index.is_empty() {
-        if let Some(p) = crate::prebuilt::install::try_install(
-            ctx,
-            &machine,
-            &args.prebuilt_index,
-            args.allow_http,
-            progress,
-        )? {
-            let cache = crate::cache::Cache::new(&ctx.cache_dir);
-            cache.set_current(&p.key)?;
-            let prefix = p.entry.join("prefix");
-            let report = SetupReport {
-                outcome: p.outcome,
-                key: p.key.clone(),
-                runtime_bin: Some(crate::runtime_build::binary_in(&prefix)),
-                prefix,
-                entry: p.entry.clone(),
-                changes: p.changes.clone(),
-                pinned: true,
-                provenance: "prebuilt".into(),
-                variant: Some(p.variant.clone()),
-                model: None,
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            return finish(ctx, args, &machine, progress, report);
-        }
-        ctx.info("no prebuilt fits: building from source");
-    }
     let source_plan = crate::source::plan_from_args(ctx, &args.source)?;
-    if args.source.dry_run {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "profile": &profile, "source": &source_plan })
-            )?
-        );
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
     let tree = crate::source::obtain(&source_plan, progress)?;
     if !tree.pinned {
         eprintln!(
@@ -146,7 +191,7 @@ pub fn run(
         ctx,
         &crate::artifact::Request {
             label: "tuned",
-            target: &machine,
+            target: &target,
             host: &host,
             profile: &profile,
             tree: &tree,
@@ -156,6 +201,14 @@ pub fn run(
         },
         progress,
     )?;
+    let mut chosen_because = plan.chosen_because.clone();
+    if let Some(planned) = plan.key.as_ref().filter(|k| **k != ensured.key) {
+        // Installing tools (or an unpinned tree) changed the toolchain or the tree: say so.
+        chosen_because.push_str(&format!(
+            " (planned key {planned}; after installing tools and obtaining the tree the key is {})",
+            ensured.key
+        ));
+    }
     let cache = crate::cache::Cache::new(&ctx.cache_dir);
     if args.keep_current {
         ctx.info(format!(
@@ -182,10 +235,11 @@ pub fn run(
         pinned: tree.pinned,
         provenance: "source".into(),
         variant: None,
+        chosen_because,
         model: None,
         seconds: started.elapsed().as_secs_f64(),
     };
-    finish(ctx, args, &machine, progress, report)
+    finish(ctx, args, &target, progress, report)
 }
 
 /// The model (with `--model`) and the report, for both source builds and prebuilts.
@@ -220,6 +274,7 @@ fn finish(
         if let Some(v) = &report.variant {
             println!("  variant: {v}");
         }
+        println!("  because: {}", report.chosen_because);
         println!("  prefix:  {}", report.prefix.display());
         if let Some(b) = &report.runtime_bin {
             println!("  runtime: {}", b.display());

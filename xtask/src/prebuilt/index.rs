@@ -166,7 +166,8 @@ impl Index {
     }
 }
 
-fn fetch_text(url: &Url, opts: &download::Options) -> Result<String, IndexError> {
+/// GETs a small text document (the index, a manifest beside an archive).
+pub(crate) fn fetch_text(url: &Url, opts: &download::Options) -> Result<String, IndexError> {
     let fail = |reason: String| IndexError::Fetch {
         source_name: url.to_string(),
         reason,

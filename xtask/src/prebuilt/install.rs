@@ -1,8 +1,12 @@
 //! `setup --prebuilt-index`: install the best prebuilt artifact for this machine instead of
-//! building. Select (requirements vs the probed Machine, pin digest) → download through the
-//! verified download path → extract safely into a staging dir → the same verification as a
-//! source build (the portable reference logits travel in the archive's verification report) →
-//! publish into the build cache with provenance "prebuilt". Nothing is installed on any failure.
+//! building. [`offer`] reads the indexes and selects (requirements vs the target Machine, pin
+//! digest; the machine running the check must be able to run it too); `setup`'s plan decides
+//! whether it is taken (a fresh tuned build always wins). [`install`] then downloads through the
+//! verified download path, reads the dist manifest beside the archive (its sha256 checked against
+//! the index's `manifest_sha256`), extracts safely into a staging dir, checks every extracted file
+//! against the manifest (size and sha256), runs the same verification as a source build on this
+//! machine (the portable reference logits travel in the archive) and publishes into the build
+//! cache with provenance "prebuilt". Nothing is installed on any failure.
 
 use super::{index::Index, select};
 use crate::artifact::{Outcome, Verification};
@@ -10,6 +14,7 @@ use crate::cache::{self, Cache, KeyInputs, Lookup, Manifest, Toolchain};
 use crate::context::Ctx;
 use crate::machine::Machine;
 use crate::progress::Progress;
+use serde::Serialize;
 use std::path::Path;
 
 pub struct Installed {
@@ -28,44 +33,112 @@ pub fn key_of(archive_sha256: &str) -> String {
     )
 }
 
-/// Tries each index in turn; `Ok(None)` (after saying why each candidate was rejected) when no
-/// artifact fits, so the caller builds from source.
-pub fn try_install(
+/// The prebuilt an index offers for the target machine (plain data, for the setup plan).
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// The index it is listed in.
+    pub index: String,
+    pub variant: String,
+    pub url: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Its cache key, and whether the cache already holds it.
+    pub key: String,
+    pub cached: bool,
+    /// Why this machine, which runs the verification, cannot run it (empty: it can). Differs
+    /// from the selection only when `--machine` names another machine as the target.
+    pub host_cannot_run: Vec<String>,
+    #[serde(skip)]
+    pub artifact: super::Artifact,
+}
+
+/// What the indexes offer for a target: the best candidate, and why each other one does not fit.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Offer {
+    pub candidate: Option<Candidate>,
+    /// `variant: reason; reason` for every rejected artifact, per index.
+    pub rejected: Vec<String>,
+}
+
+/// Reads the indexes (no archive is downloaded, nothing is written) and picks the best artifact
+/// for `target` (the machine the artifact is for: selects the variant); `host` (the machine
+/// running the check) must be able to run it too, or it cannot be verified here.
+pub fn offer(
     ctx: &Ctx,
+    target: &Machine,
     host: &Machine,
     indexes: &[String],
     allow_http: bool,
-    progress: &dyn Progress,
-) -> anyhow::Result<Option<Installed>> {
+) -> anyhow::Result<Offer> {
     let pin = crate::source::pin::Pin::load(&ctx.repo_root.join(crate::source::pin::PIN_PATH))?;
-    let opts = crate::download::Options {
-        allow_http,
-        ..Default::default()
-    };
+    let opts = download_options(allow_http);
+    let cache = Cache::new(&ctx.cache_dir);
+    let mut out = Offer::default();
     for location in indexes {
         let index = Index::load(location, &opts)?;
-        let sel = select(&index, host, &pin.tree.digest);
+        let sel = select(&index, target, &pin.tree.digest);
         for r in &sel.rejected {
-            ctx.info(format!(
-                "prebuilt {} does not fit: {}",
-                r.variant,
-                r.reasons.join("; ")
-            ));
+            out.rejected
+                .push(format!("{}: {}", r.variant, r.reasons.join("; ")));
         }
         let Some(chosen) = sel.chosen else {
-            ctx.info(format!("no prebuilt in {location} fits this machine"));
+            out.rejected
+                .push(format!("(no artifact in {location} fits this machine)"));
             continue;
         };
-        ctx.info(format!(
-            "prebuilt {} fits this machine (from {location})",
-            chosen.variant
-        ));
-        return install(ctx, host, &chosen, &pin.tree.digest, &opts, progress).map(Some);
+        let key = key_of(&chosen.sha256);
+        out.candidate = Some(Candidate {
+            index: location.clone(),
+            variant: chosen.variant.clone(),
+            url: chosen.url.clone(),
+            sha256: chosen.sha256.clone(),
+            size: chosen.size,
+            cached: matches!(cache.lookup(&key), Lookup::Hit(_)),
+            key,
+            host_cannot_run: super::select::reasons_against(&chosen, host, &pin.tree.digest),
+            artifact: chosen,
+        });
+        break;
     }
-    Ok(None)
+    Ok(out)
 }
 
-fn install(
+fn download_options(allow_http: bool) -> crate::download::Options {
+    crate::download::Options {
+        allow_http,
+        ..Default::default()
+    }
+}
+
+/// Installs `candidate` (from [`offer`]) for `host`: download, check against the index and the
+/// manifest beside the archive, extract, verify on this machine, publish. Nothing is installed
+/// on any failure.
+pub fn install(
+    ctx: &Ctx,
+    host: &Machine,
+    candidate: &Candidate,
+    allow_http: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<Installed> {
+    if !candidate.host_cannot_run.is_empty() {
+        anyhow::bail!(
+            "prebuilt {} cannot be verified on this machine: {}",
+            candidate.variant,
+            candidate.host_cannot_run.join("; ")
+        );
+    }
+    let pin = crate::source::pin::Pin::load(&ctx.repo_root.join(crate::source::pin::PIN_PATH))?;
+    install_artifact(
+        ctx,
+        host,
+        &candidate.artifact,
+        &pin.tree.digest,
+        &download_options(allow_http),
+        progress,
+    )
+}
+
+fn install_artifact(
     ctx: &Ctx,
     host: &Machine,
     artifact: &super::Artifact,
@@ -95,12 +168,16 @@ fn install(
     }
     let staging = cache.stage(&key)?;
     let result = (|| -> anyhow::Result<Manifest> {
+        // The manifest `dist` wrote beside the archive: checked against the index first, then
+        // every extracted file against it (size and sha256), before anything runs.
+        let manifest = super::manifest::fetch_checked(artifact, opts)?;
         let downloads = staging.join("download");
         fs_err::create_dir_all(&downloads)?;
         let archive = super::fetch_with(artifact, &downloads, opts, progress)?;
         let prefix = staging.join("prefix");
         super::archive::extract_safe(&archive, &prefix)?;
         fs_err::remove_dir_all(&downloads)?;
+        super::manifest::check_extracted(&manifest, artifact, &prefix)?;
         if !crate::runtime_build::binary_in(&prefix).is_file() {
             anyhow::bail!(
                 "prebuilt {} has no runtime binary ({}): it was cross-built and checked at the C level only; build from source with `cargo xtask setup --from-source`",

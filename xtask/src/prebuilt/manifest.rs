@@ -136,6 +136,130 @@ pub fn verify_files(files: &[FileEntry], dir: &Path) -> Result<(), String> {
     Err(format!("files not in the manifest: {}", extra.join(", ")))
 }
 
+/// Where `dist` publishes the manifest of `artifact`: beside its archive (resolved URL).
+pub fn manifest_url(artifact: &Artifact) -> Result<reqwest::Url, PrebuiltError> {
+    let unavailable = |reason: String| PrebuiltError::ManifestUnavailable {
+        variant: artifact.variant.clone(),
+        url: artifact.url.clone(),
+        reason,
+    };
+    let archive = reqwest::Url::parse(&artifact.url).map_err(|e| unavailable(e.to_string()))?;
+    archive
+        .join(&manifest_name(&artifact.variant))
+        .map_err(|e| unavailable(e.to_string()))
+}
+
+/// Reads the manifest published beside `artifact`'s archive and checks it against the index:
+/// its own sha256 (when the index records `manifest_sha256`), its schema, and that it describes
+/// this artifact (variant, tree digest). Reads only; writes nothing.
+pub fn fetch_checked(
+    artifact: &Artifact,
+    opts: &crate::download::Options,
+) -> Result<Manifest, PrebuiltError> {
+    let url = manifest_url(artifact)?;
+    let unavailable = |reason: String| PrebuiltError::ManifestUnavailable {
+        variant: artifact.variant.clone(),
+        url: url.to_string(),
+        reason,
+    };
+    let text = if url.scheme() == "file" {
+        let path = url
+            .to_file_path()
+            .map_err(|_| unavailable("not a local path".into()))?;
+        fs_err::read_to_string(&path).map_err(|e| unavailable(e.to_string()))?
+    } else {
+        crate::download::check_url(url.as_str(), opts).map_err(|e| unavailable(e.to_string()))?;
+        super::index::fetch_text(&url, opts).map_err(|e| unavailable(e.to_string()))?
+    };
+    let actual = crate::hashing::hex(&<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+    if let Some(expected) = &artifact.manifest_sha256 {
+        if !expected.eq_ignore_ascii_case(&actual) {
+            return Err(PrebuiltError::ManifestChecksum {
+                variant: artifact.variant.clone(),
+                url: url.to_string(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+        unavailable(format!(
+            "{}:{}: not a dist manifest: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if m.schema != MANIFEST_SCHEMA {
+        return Err(unavailable(format!(
+            "manifest schema {} (this tool reads {MANIFEST_SCHEMA})",
+            m.schema
+        )));
+    }
+    if m.variant != artifact.variant || m.llama.tree_digest != artifact.llama.tree_digest {
+        return Err(unavailable(format!(
+            "it describes variant {} from tree {}, the index says {} from tree {}",
+            m.variant, m.llama.tree_digest, artifact.variant, artifact.llama.tree_digest
+        )));
+    }
+    Ok(m)
+}
+
+/// Checks an extracted archive against its manifest: every listed file present with its size
+/// and sha256, no file that the manifest does not list, and the archive the index pointed at is
+/// the one the manifest describes. The first difference is the error, naming the file.
+pub fn check_extracted(m: &Manifest, artifact: &Artifact, dir: &Path) -> Result<(), PrebuiltError> {
+    let tampered = |file: &str, what: String| PrebuiltError::TamperedFile {
+        variant: artifact.variant.clone(),
+        url: artifact.url.clone(),
+        file: file.to_string(),
+        what,
+    };
+    let actual = file_entries(dir).map_err(|e| PrebuiltError::Mismatch {
+        variant: artifact.variant.clone(),
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    for f in &m.files {
+        match actual.iter().find(|a| a.path == f.path) {
+            None => {
+                return Err(tampered(
+                    &f.path,
+                    "is missing (the manifest lists it)".into(),
+                ))
+            }
+            Some(a) if a.sha256 != f.sha256 || a.size != f.size => {
+                return Err(tampered(
+                    &f.path,
+                    format!(
+                        "has sha256 {} ({} bytes); the manifest says {} ({} bytes)",
+                        a.sha256, a.size, f.sha256, f.size
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = actual
+        .iter()
+        .find(|a| !m.files.iter().any(|f| f.path == a.path))
+    {
+        return Err(tampered(
+            &extra.path,
+            format!("is not in the manifest (sha256 {})", extra.sha256),
+        ));
+    }
+    if m.archive.sha256 != artifact.sha256 || m.archive.size != artifact.size {
+        return Err(tampered(
+            &m.archive.name,
+            format!(
+                "(the archive itself) has sha256 {} ({} bytes) per the index; the manifest says {} ({} bytes)",
+                artifact.sha256, artifact.size, m.archive.sha256, m.archive.size
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Manifest {
     pub fn to_json(&self) -> String {
         let mut s = serde_json::to_string_pretty(self).expect("a manifest serialises");
@@ -257,6 +381,102 @@ pub fn build_index(manifests: &[ReadManifest], base_url: &str) -> Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn artifact_for(m: &Manifest) -> Artifact {
+        Artifact {
+            variant: m.variant.clone(),
+            target: m.target.clone(),
+            requirements: m.requirements.clone(),
+            llama: m.llama.clone(),
+            url: "file:///x/tunellama-v.tar.gz".into(),
+            sha256: m.archive.sha256.clone(),
+            size: m.archive.size,
+            manifest_sha256: None,
+        }
+    }
+
+    #[test]
+    fn extracted_files_are_checked_against_the_manifest_naming_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path();
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        std::fs::write(dir.join("bin/tunellama"), b"runtime").unwrap();
+        std::fs::write(dir.join("profile.cmake"), b"set(X ON)").unwrap();
+        let mut m = sample();
+        m.files = file_entries(dir).unwrap();
+        let a = artifact_for(&m);
+        check_extracted(&m, &a, dir).unwrap();
+
+        std::fs::write(dir.join("profile.cmake"), b"set(X OFF)").unwrap();
+        let e = check_extracted(&m, &a, dir).unwrap_err().to_string();
+        let want = &m
+            .files
+            .iter()
+            .find(|f| f.path == "profile.cmake")
+            .unwrap()
+            .sha256;
+        assert!(
+            e.contains("`profile.cmake`") && e.contains(want.as_str()),
+            "{e}"
+        );
+        std::fs::write(dir.join("profile.cmake"), b"set(X ON)").unwrap();
+
+        std::fs::write(dir.join("bin/extra"), b"?").unwrap();
+        let e = check_extracted(&m, &a, dir).unwrap_err().to_string();
+        assert!(
+            e.contains("`bin/extra`") && e.contains("not in the manifest"),
+            "{e}"
+        );
+        std::fs::remove_file(dir.join("bin/extra")).unwrap();
+
+        std::fs::remove_file(dir.join("bin/tunellama")).unwrap();
+        let e = check_extracted(&m, &a, dir).unwrap_err().to_string();
+        assert!(
+            e.contains("`bin/tunellama`") && e.contains("missing"),
+            "{e}"
+        );
+        std::fs::write(dir.join("bin/tunellama"), b"runtime").unwrap();
+
+        // The index points at another archive than the manifest describes.
+        let mut other = a.clone();
+        other.sha256 = "c".repeat(64);
+        let e = check_extracted(&m, &other, dir).unwrap_err().to_string();
+        assert!(
+            e.contains(&"c".repeat(64)) && e.contains(&m.archive.sha256),
+            "{e}"
+        );
+    }
+
+    fn sample() -> Manifest {
+        Manifest {
+            schema: MANIFEST_SCHEMA,
+            variant: "v".into(),
+            target: "t".into(),
+            requirements: Requirements {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                cpu_features: vec![],
+                backend: super::super::Backend::Cpu,
+                cuda_driver_min: None,
+                gpu_archs: vec![],
+            },
+            llama: LlamaRef {
+                commit: "c".into(),
+                tree_digest: "d".into(),
+            },
+            profile_hash: "p".into(),
+            verification: VerificationSummary {
+                status: VerificationStatus::Verified,
+                detail: "t".into(),
+            },
+            files: vec![],
+            archive: ArchiveRef {
+                name: archive_name("v"),
+                sha256: "a".repeat(64),
+                size: 3,
+            },
+        }
+    }
 
     #[test]
     fn index_urls_join_the_base_and_keep_relative_names_without_one() {

@@ -122,6 +122,28 @@ pub enum PrebuiltError {
         path: PathBuf,
         reason: String,
     },
+    #[error("prebuilt {variant}: cannot read its manifest {url}: {reason}")]
+    ManifestUnavailable {
+        variant: String,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "prebuilt {variant}: the manifest {url} has sha256 {actual}, the index says {expected}"
+    )]
+    ManifestChecksum {
+        variant: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("prebuilt {variant}: file `{file}` in the archive {what}")]
+    TamperedFile {
+        variant: String,
+        url: String,
+        file: String,
+        what: String,
+    },
 }
 
 impl PrebuiltError {
@@ -141,6 +163,12 @@ impl PrebuiltError {
             }
             PrebuiltError::Mismatch { .. } => {
                 "the file changed after `dist` wrote the manifest: rebuild the variant".into()
+            }
+            PrebuiltError::ManifestUnavailable { .. } => {
+                "publish `dist`'s manifest beside the archive (`prebuilt index` reads it from there), or build from source with `setup --from-source`".into()
+            }
+            PrebuiltError::ManifestChecksum { .. } | PrebuiltError::TamperedFile { .. } => {
+                "nothing was installed; do not use this artifact: it is not what `dist` packed. Report it to whoever publishes the index, or build from source with `setup --from-source`".into()
             }
         })
     }
