@@ -229,6 +229,10 @@ fn probe_compiler(opts: &ProbeOptions, lang: Lang) -> Detection<Compiler> {
     match result {
         Ok(out) => match compiler::parse_preprocessed(&out.stdout) {
             Some((family, version)) => Detection::Found(Compiler {
+                native_cpu_features: (std::env::consts::ARCH == "x86_64"
+                    && family != CompilerFamily::Msvc)
+                    .then(|| native_features(opts, &path, lang))
+                    .flatten(),
                 path: path.display().to_string(),
                 family,
                 version,
@@ -241,6 +245,29 @@ fn probe_compiler(opts: &ProbeOptions, lang: Lang) -> Detection<Compiler> {
         },
         Err(e) => failed(&cmd, e),
     }
+}
+
+/// What `-march=native` enables for this compiler on this host: its predefined macros with
+/// `-march=native` against those with `-march=x86-64` (`requirements::native_x86_features`).
+/// `None` when the compiler cannot be asked (then the requirements fall back to the CPU's
+/// features).
+fn native_features(opts: &ProbeOptions, compiler: &Path, lang: Lang) -> Option<Vec<String>> {
+    let x = match lang {
+        Lang::C => "c",
+        Lang::Cxx => "c++",
+    };
+    let macros = |march: &str| {
+        Cmd::new(compiler)
+            .arg(format!("-march={march}"))
+            .args(["-dM", "-E", "-x", x, "-"])
+            .stdin_bytes(Vec::new())
+            .timeout(opts.timeout)
+            .output()
+            .ok()
+            .map(|o| o.stdout)
+    };
+    let (base, native) = (macros("x86-64")?, macros("native")?);
+    Some(crate::requirements::native_x86_features(&base, &native))
 }
 
 fn failed<T>(cmd: &Cmd, e: CmdError) -> Detection<T> {
