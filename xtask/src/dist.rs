@@ -135,12 +135,9 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
     let (model_sha256, _) = crate::hashing::sha256_file(&model)?;
     // The recorded reference logits travel only when they were computed on this very model (the
     // report records its sha256); otherwise they are computed again on it.
-    let same_model = ran.is_some_and(|r| r.model_sha256 == model_sha256);
-    let (logits, reference_name) = match ran.and_then(|r| r.logits.as_ref()) {
-        Some(l) if !l.reference_values.is_empty() && same_model => {
-            (l.reference_values.clone(), l.reference.clone())
-        }
-        _ => artifact::portable_reference_of(ctx, &host, &tree, &model, progress)?,
+    let (logits, reference_name) = match ran.and_then(|r| r.reference_logits_for(&model_sha256)) {
+        Some(recorded) => recorded,
+        None => artifact::portable_reference_of(ctx, &host, &tree, &model, progress)?,
     };
     let shipped = crate::prebuilt::reference::ShippedReference {
         schema: crate::prebuilt::reference::SCHEMA,

@@ -44,6 +44,19 @@ pub struct RuntimeReport {
     pub bench: serde_json::Value,
 }
 
+impl RuntimeReport {
+    /// The reference logits this report recorded and their description, if they were computed on
+    /// the model whose sha256 is `model_sha256` (reports made before the sha256 was recorded
+    /// never qualify): logits of another test model are never passed on as its reference.
+    pub fn reference_logits_for(&self, model_sha256: &str) -> Option<(Vec<f32>, String)> {
+        let l = self.logits.as_ref()?;
+        (!self.model_sha256.is_empty()
+            && self.model_sha256 == model_sha256
+            && !l.reference_values.is_empty())
+        .then(|| (l.reference_values.clone(), l.reference.clone()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendCheck {
     pub backend: String,
@@ -627,6 +640,40 @@ mod tests {
             err.contains("`generated_tokens`") && err.contains("not a count"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn recorded_reference_logits_are_reused_only_for_the_model_they_were_computed_on() {
+        let check = compare(&[0.5, -1.0], &[0.5, -1.0], "portable build k").unwrap();
+        let report = |sha: &str| RuntimeReport {
+            runtime: "tunellama".into(),
+            model: "tiny.gguf".into(),
+            model_sha256: sha.into(),
+            system_info: String::new(),
+            features: Vec::new(),
+            backends: Vec::new(),
+            generate: GenerateCheck {
+                tokens: 1,
+                text_bytes: 1,
+                deterministic: true,
+            },
+            logits: Some(check.clone()),
+            offload: None,
+            bench: serde_json::Value::Null,
+        };
+        let a = "aa".repeat(32);
+        let (l, name) = report(&a).reference_logits_for(&a).unwrap();
+        assert_eq!(l, [0.5, -1.0]);
+        assert_eq!(name, "portable build k");
+        assert!(report(&a).reference_logits_for(&"bb".repeat(32)).is_none());
+        // A manifest written before the model's sha256 was recorded.
+        let old: RuntimeReport = serde_json::from_value({
+            let mut v = serde_json::to_value(report(&a)).unwrap();
+            v.as_object_mut().unwrap().remove("model_sha256");
+            v
+        })
+        .unwrap();
+        assert!(old.reference_logits_for(&a).is_none());
     }
 
     #[test]
