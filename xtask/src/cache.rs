@@ -649,6 +649,8 @@ mod tests {
         }
     }
 
+    /// Linux: the other process is util-linux's `flock(1)` (Essential in Debian).
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_staging_dir_whose_holder_runs_is_kept_and_one_whose_holder_died_is_removed() {
         let d = tempfile::tempdir().unwrap();
