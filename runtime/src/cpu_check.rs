@@ -5,8 +5,15 @@
 //! C++ static initialisers, compiled with `-march=native`, could otherwise execute AVX-512 code
 //! before `main`. It reads CPUID/XGETBV itself (no allocation, no std runtime needed there) and
 //! writes with `libc::write` + `_exit`. `main` repeats the check for other platforms.
+//!
+//! x86 features are read from the table in `cpu_table.rs` (CPUID leaf/bit and OS state of every
+//! feature a native build can be asked for; xtask derives the requirements from the same table).
+//! A required name this check does not know refuses too: it cannot be shown to be present.
 
 include!(concat!(env!("OUT_DIR"), "/required_features.rs"));
+
+#[path = "cpu_table.rs"]
+mod cpu_table;
 
 /// Exit code of the refusal (documented in `--help` and README).
 pub const EXIT_CPU: i32 = 3;
@@ -24,25 +31,38 @@ pub fn missing() -> impl Iterator<Item = &'static str> {
         .filter(|f| detect(f) == Some(false))
 }
 
+/// Names this build requires that this check cannot test (they refuse as well).
+pub fn unknown() -> impl Iterator<Item = &'static str> {
+    REQUIRED_CPU_FEATURES
+        .iter()
+        .copied()
+        .filter(|f| detect(f).is_none())
+}
+
 const MSG_A: &str = "error: this tunellama build requires the CPU feature";
 const MSG_B: &str = ", which this CPU lacks (it was built for another machine); run `cargo xtask setup` on this machine to build one that fits\n";
+const MSG_C: &str = ", which this build's CPU check does not know, so it cannot tell whether this CPU has it; run `cargo xtask setup` on this machine to build one that fits\n";
 
-/// Writes the refusal with plain `write(2)` calls and exits; safe before `main`.
-fn refuse_if_missing() {
+fn list(names: impl Iterator<Item = &'static str>, tail: &str) -> bool {
     let mut n = 0;
-    for f in missing() {
-        if n == 0 {
-            write_err(MSG_A);
-        } else {
-            write_err(",");
-        }
+    for f in names {
+        write_err(if n == 0 { MSG_A } else { "," });
         write_err(" `");
         write_err(f);
         write_err("`");
         n += 1;
     }
     if n > 0 {
-        write_err(MSG_B);
+        write_err(tail);
+    }
+    n > 0
+}
+
+/// Writes the refusal with plain `write(2)` calls and exits; safe before `main`.
+fn refuse_if_missing() {
+    let lacking = list(missing(), MSG_B);
+    let unknown = list(unknown(), MSG_C);
+    if lacking || unknown {
         // SAFETY: `_exit` ends the process without running destructors, which is what we want
         // before (or instead of) any llama.cpp code running.
         unsafe { libc::_exit(EXIT_CPU) }
@@ -81,83 +101,8 @@ static PREINIT_CHECK: extern "C" fn() = {
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    use core::arch::x86_64::{__cpuid, __cpuid_count};
-
-    /// XCR0: which register states the OS saves (a CPU feature is usable only with them).
-    fn xcr0() -> u64 {
-        let (lo, hi): (u32, u32);
-        // SAFETY: XGETBV with ECX=0 is valid whenever CPUID.1:ECX.OSXSAVE is set (checked by the
-        // caller); it only reads a register.
-        unsafe {
-            core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
-        }
-        (u64::from(hi) << 32) | u64::from(lo)
-    }
-
-    struct Regs {
-        l1_ecx: u32,
-        l7_ebx: u32,
-        l7_ecx: u32,
-        l7_edx: u32,
-        l7s1_eax: u32,
-        xcr0: u64,
-    }
-
-    fn regs() -> Regs {
-        // SAFETY: CPUID exists on every x86_64 CPU; leaves above the maximum are checked.
-        // (Newer compilers consider these intrinsics safe; older ones, down to our 1.89, do not.)
-        #[allow(unused_unsafe)]
-        unsafe {
-            let max = __cpuid(0).eax;
-            let l1 = __cpuid(1);
-            let (l7, l7s1) = if max >= 7 {
-                (__cpuid_count(7, 0), __cpuid_count(7, 1))
-            } else {
-                (__cpuid(0), __cpuid(0))
-            };
-            let osxsave = l1.ecx & (1 << 27) != 0;
-            Regs {
-                l1_ecx: l1.ecx,
-                l7_ebx: if max >= 7 { l7.ebx } else { 0 },
-                l7_ecx: if max >= 7 { l7.ecx } else { 0 },
-                l7_edx: if max >= 7 { l7.edx } else { 0 },
-                l7s1_eax: if max >= 7 && l7.eax >= 1 { l7s1.eax } else { 0 },
-                xcr0: if osxsave { xcr0() } else { 0 },
-            }
-        }
-    }
-
     pub fn detect(name: &str) -> Option<bool> {
-        let r = regs();
-        let bit = |v: u32, b: u32| v & (1 << b) != 0;
-        // OS-enabled state: SSE+AVX (bits 1,2), AVX-512 opmask/ZMM (5,6,7), AMX tiles (17,18).
-        let avx_os = r.xcr0 & 0x6 == 0x6;
-        let avx512_os = avx_os && r.xcr0 & 0xe0 == 0xe0;
-        let amx_os = r.xcr0 & 0x6_0000 == 0x6_0000;
-        let v = match name {
-            "sse4.2" => bit(r.l1_ecx, 20),
-            "avx" => bit(r.l1_ecx, 28) && avx_os,
-            "fma" => bit(r.l1_ecx, 12) && avx_os,
-            "f16c" => bit(r.l1_ecx, 29) && avx_os,
-            "avx2" => bit(r.l7_ebx, 5) && avx_os,
-            "bmi2" => bit(r.l7_ebx, 8),
-            "avx512f" => bit(r.l7_ebx, 16) && avx512_os,
-            "avx512dq" => bit(r.l7_ebx, 17) && avx512_os,
-            "avx512ifma" => bit(r.l7_ebx, 21) && avx512_os,
-            "avx512cd" => bit(r.l7_ebx, 28) && avx512_os,
-            "avx512bw" => bit(r.l7_ebx, 30) && avx512_os,
-            "avx512vl" => bit(r.l7_ebx, 31) && avx512_os,
-            "avx512vbmi" => bit(r.l7_ecx, 1) && avx512_os,
-            "avx512vbmi2" => bit(r.l7_ecx, 6) && avx512_os,
-            "avx512vnni" => bit(r.l7_ecx, 11) && avx512_os,
-            "avx512bf16" => bit(r.l7s1_eax, 5) && avx512_os,
-            "avxvnni" => bit(r.l7s1_eax, 4) && avx_os,
-            "amx-bf16" => bit(r.l7_edx, 22) && amx_os,
-            "amx-tile" => bit(r.l7_edx, 24) && amx_os,
-            "amx-int8" => bit(r.l7_edx, 25) && amx_os,
-            _ => return None,
-        };
-        Some(v)
+        super::cpu_table::x86_detect(name)
     }
 }
 
@@ -200,6 +145,10 @@ mod tests {
         assert_eq!(
             super::detect("avx512bf16"),
             Some(is_x86_feature_detected!("avx512bf16"))
+        );
+        assert_eq!(
+            super::detect("gfni"),
+            Some(is_x86_feature_detected!("gfni"))
         );
         assert_eq!(super::detect("no-such-feature"), None);
     }

@@ -65,39 +65,38 @@ fn setup_status() -> &'static serde_json::Value {
     })
 }
 
-/// Whether this CPU has an x86 feature (false for names std does not know, and off x86).
+/// The runtime's own table of x86 CPU features (CPUID leaf/bit per name), shared as source.
+#[path = "../../runtime/src/cpu_table.rs"]
+pub mod cpu_table;
+
+/// Whether this CPU has an x86 feature, as the runtime's pre-main check decides it (false for
+/// names the table does not know, and off x86).
 pub fn this_cpu_has(f: &str) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        match f {
-            "sse4.2" => is_x86_feature_detected!("sse4.2"),
-            "avx" => is_x86_feature_detected!("avx"),
-            "avx2" => is_x86_feature_detected!("avx2"),
-            "bmi2" => is_x86_feature_detected!("bmi2"),
-            "fma" => is_x86_feature_detected!("fma"),
-            "f16c" => is_x86_feature_detected!("f16c"),
-            "avx512f" => is_x86_feature_detected!("avx512f"),
-            "avx512cd" => is_x86_feature_detected!("avx512cd"),
-            "avx512vl" => is_x86_feature_detected!("avx512vl"),
-            "avx512dq" => is_x86_feature_detected!("avx512dq"),
-            "avx512bw" => is_x86_feature_detected!("avx512bw"),
-            "avx512vbmi" => is_x86_feature_detected!("avx512vbmi"),
-            "avx512vnni" => is_x86_feature_detected!("avx512vnni"),
-            "avx512bf16" => is_x86_feature_detected!("avx512bf16"),
-            // CPUID leaf 7 subleaf 0, EDX bit 24 (std's name is not stable everywhere).
-            "amx-tile" => {
-                // SAFETY: CPUID is available on every x86_64 CPU.
-                #[allow(unused_unsafe)]
-                let r = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
-                r.edx & (1 << 24) != 0
-            }
-            _ => false,
-        }
+        cpu_table::x86_detect(f) == Some(true)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = f;
         false
+    }
+}
+
+/// A feature of the runtime's table that this CPU lacks, chosen here and now (an AMX CPU gets
+/// another one); panics, saying why, when the CPU has every feature the table knows.
+pub fn a_feature_this_cpu_lacks() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        cpu_table::X86_FEATURES
+            .iter()
+            .map(|f| f.name)
+            .find(|f| cpu_table::x86_detect(f) == Some(false))
+            .expect("this CPU has every feature of runtime/src/cpu_table.rs: no build requirement can be shown missing here; add newer features to the table")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        panic!("the refusal test picks a missing feature from the x86 table; this is not x86-64")
     }
 }
 
@@ -161,10 +160,13 @@ pub fn binary() -> PathBuf {
     .clone()
 }
 
-/// A second binary from a prefix copy whose runtime-info.json also requires `feature`.
+/// A second binary from a prefix copy whose runtime-info.json also requires `feature`, copied to
+/// its own path (tests build these one at a time in one target dir).
 pub fn binary_requiring(feature: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = repo().join("target/runtime-refuse");
-    let p = dir.join("prefix");
+    let p = dir.join(format!("prefix-{feature}"));
     let _ = std::fs::remove_dir_all(&p);
     for d in ["include", "lib"] {
         copy_dir(&prefix().join(d), &p.join(d));
@@ -176,7 +178,11 @@ pub fn binary_requiring(feature: &str) -> PathBuf {
         .unwrap()
         .push(feature.into());
     std::fs::write(p.join("runtime-info.json"), info.to_string()).unwrap();
-    build_ok(&p, &dir)
+    let built = build_ok(&p, &dir);
+    let bin = dir.join(format!("tunellama-requiring-{feature}"));
+    std::fs::copy(&built, &bin).unwrap();
+    let _ = std::fs::remove_dir_all(&p);
+    bin
 }
 
 fn venv_python() -> PathBuf {

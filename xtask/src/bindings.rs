@@ -82,10 +82,9 @@ pub fn run(ctx: &Ctx, args: &crate::cli::BindingsArgs) -> anyhow::Result<std::pr
     if find_libclang().is_none() {
         crate::prereq::install(ctx, &[libclang_need()])?;
     }
-    let headers = ctx
-        .cache_dir
-        .join("tmp")
-        .join(format!("bindings-headers-{}", std::process::id()));
+    // A private directory created exclusively; removed when `tmp` drops.
+    let tmp = crate::fsx::private_temp_dir(Some(&ctx.cache_dir), "bindings-headers-")?;
+    let headers = tmp.path().join("include");
     pinned_headers(ctx, &headers)?;
     let mut cmd = Cmd::new(crate::env::cargo())
         .args(["run", "--quiet", "--package", "xtask-bindgen", "--"])

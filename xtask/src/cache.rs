@@ -3,7 +3,12 @@
 //! sha256 of every file (an entry whose files do not match is treated as absent).
 //!
 //! Layout: `<root>/builds-v1/<key>/{manifest.json, prefix/, build.log}`, `<root>/builds-v1/<key>.lock`,
-//! staging dirs `<root>/builds-v1/.staging-<key>-<pid>/`, and `<root>/builds-v1/current.json`.
+//! staging dirs `<root>/builds-v1/.staging-<key>-<random>/`, and `<root>/builds-v1/current.json`.
+//!
+//! Lock files are never deleted: a process waiting on a deleted lock file would own a key that a
+//! later process owns too (it locks a new file of the same name). Whether a staging dir's maker
+//! still runs comes from the key's lock, not from process ids: a staging dir is made and used only
+//! while its key's lock is held, so it is stale exactly when that lock can be taken.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -172,7 +177,7 @@ impl Cache {
     /// Takes the key's lock, waiting (and saying so) while another process holds it.
     pub fn lock(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, CacheError> {
         self.ensure_root()?;
-        let path = self.root.join(format!("{key}.lock"));
+        let path = self.lock_path(key);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -221,17 +226,15 @@ impl Cache {
         }
     }
 
-    /// A fresh staging dir for `key` (caller holds the key's lock).
+    /// A fresh staging dir for `key` (caller holds the key's lock), created exclusively under a
+    /// random name.
     pub fn stage(&self, key: &str) -> Result<PathBuf, CacheError> {
         self.ensure_root()?;
-        let dir = self
-            .root
-            .join(format!(".staging-{key}-{}", std::process::id()));
-        if dir.exists() {
-            fs_err::remove_dir_all(&dir).map_err(io(&dir))?;
-        }
-        fs_err::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(dir)
+        tempfile::Builder::new()
+            .prefix(&format!(".staging-{key}-"))
+            .tempdir_in(&self.root)
+            .map(tempfile::TempDir::keep)
+            .map_err(io(&self.root))
     }
 
     /// Hashes the staged files, writes the manifest, and renames the staging dir into place.
@@ -246,11 +249,14 @@ impl Cache {
         let target = self.entry_dir(&manifest.key);
         if target.exists() {
             // A corrupt entry under the same key: move it aside first so the rename is atomic.
-            let trash = self
-                .root
-                .join(format!(".trash-{}-{}", manifest.key, std::process::id()));
+            let trash = tempfile::Builder::new()
+                .prefix(&format!(".trash-{}-", manifest.key))
+                .tempdir_in(&self.root)
+                .map(tempfile::TempDir::keep)
+                .map_err(io(&self.root))?;
+            let trash = trash.join("entry");
             fs_err::rename(&target, &trash).map_err(io(&target))?;
-            let _ = fs_err::remove_dir_all(&trash);
+            let _ = fs_err::remove_dir_all(trash.parent().expect("inside the trash dir"));
         }
         fs_err::rename(staging, &target).map_err(io(&target))?;
         Ok(manifest)
@@ -304,7 +310,9 @@ impl Cache {
         out.into_iter().map(|(p, m, _)| (p, m)).collect()
     }
 
-    /// Removes staging dirs left by processes that no longer run (killed builds).
+    /// Removes staging (and trash) dirs whose maker no longer runs (killed builds): those whose
+    /// key's lock can be taken. With `only_key`, the caller holds that key's lock, so every
+    /// staging dir of that key is stale.
     pub fn remove_stale_staging(&self, only_key: Option<&str>) -> usize {
         let Ok(rd) = std::fs::read_dir(&self.root) else {
             return 0;
@@ -318,20 +326,48 @@ impl Cache {
             else {
                 continue;
             };
-            let Some((key, pid)) = rest.rsplit_once('-') else {
+            let Some((key, _)) = rest.rsplit_once('-') else {
                 continue;
             };
-            if only_key.is_some_and(|k| k != key) {
-                continue;
-            }
-            let alive = pid.parse::<u32>().is_ok_and(|p| {
-                p != std::process::id() && Path::new(&format!("/proc/{p}")).exists()
-            });
-            if !alive && std::fs::remove_dir_all(e.path()).is_ok() {
+            let stale = match only_key {
+                Some(k) => k == key,
+                // Held while we remove it, so no one starts staging under it meanwhile.
+                None => match self.try_lock(key) {
+                    Ok(Some(lock)) => {
+                        let removed = std::fs::remove_dir_all(e.path()).is_ok();
+                        drop(lock);
+                        n += usize::from(removed);
+                        continue;
+                    }
+                    _ => false,
+                },
+            };
+            if stale && std::fs::remove_dir_all(e.path()).is_ok() {
                 n += 1;
             }
         }
         n
+    }
+
+    /// The key's lock if no one holds it, without waiting.
+    pub fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, CacheError> {
+        let path = self.lock_path(key);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(&path)(e)),
+        }
+    }
+
+    /// `<bucket>/<key>.lock`: created on first use, never deleted.
+    pub fn lock_path(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}.lock"))
     }
 
     /// Keeps the current entry and the `keep` most recent others.
@@ -347,9 +383,10 @@ impl Cache {
                 kept += 1;
                 continue;
             }
+            // The lock file stays: deleting it while held would let a process that opened it
+            // before, and one that creates it anew after, both own the key.
             let _lock = self.lock(&m.key, || {})?;
             fs_err::remove_dir_all(&dir).map_err(io(&dir))?;
-            let _ = std::fs::remove_file(self.root.join(format!("{}.lock", m.key)));
             removed.push(m.key);
         }
         self.remove_stale_staging(None);
@@ -505,4 +542,189 @@ pub fn explain_fingerprint(old: &Fingerprint, new: &Fingerprint) -> Vec<String> 
         out.push(format!("CUDA: {} → {}", opt(&old.cuda), opt(&new.cuda)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    fn manifest(key: &str) -> Manifest {
+        Manifest {
+            schema: 1,
+            key: key.into(),
+            inputs: KeyInputs {
+                tree_digest: "t".into(),
+                profile_hash: "p".into(),
+                toolchain: Toolchain {
+                    c: "gcc".into(),
+                    cxx: "g++".into(),
+                    cmake: "cmake".into(),
+                    ninja: None,
+                    nvcc: None,
+                    cross: None,
+                    vulkan_headers: None,
+                },
+                runtime_source: None,
+            },
+            decisions: Vec::new(),
+            fingerprint: Fingerprint::default(),
+            provenance: "source".into(),
+            tree_origin: "test".into(),
+            pinned: true,
+            build_seconds: 0.0,
+            files: Vec::new(),
+            verification: None,
+        }
+    }
+
+    fn publish(cache: &Cache, key: &str) {
+        let _l = cache.lock(key, || {}).unwrap();
+        let s = cache.stage(key).unwrap();
+        std::fs::write(s.join("file"), key).unwrap();
+        cache.publish(&s, manifest(key)).unwrap();
+    }
+
+    /// Whether taking `key`'s lock now would have to wait (it is owned by someone else).
+    fn would_wait(cache: &Cache, key: &str) -> bool {
+        cache.try_lock(key).unwrap().is_none()
+    }
+
+    #[test]
+    fn gc_keeps_the_lock_file_of_an_entry_it_removes() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(d.path());
+        publish(&cache, "aaaa");
+        publish(&cache, "bbbb");
+        cache.set_current("bbbb").unwrap();
+        assert_eq!(cache.gc(0).unwrap(), ["aaaa"]);
+        assert!(!cache.entry_dir("aaaa").exists());
+        assert!(
+            cache.lock_path("aaaa").exists(),
+            "gc deleted aaaa.lock: a process waiting on the old file and one creating a new one would both own the key"
+        );
+    }
+
+    /// A setup holds the key; gc and a second setup wait for it. Whoever of them gets it first,
+    /// the key has one owner at a time afterwards: a third party always has to wait while the
+    /// second setup holds it (with a deleted lock file it would get a new file and not wait).
+    #[test]
+    fn gc_while_a_holder_waits_leaves_the_key_with_one_owner() {
+        for _ in 0..5 {
+            let d = tempfile::tempdir().unwrap();
+            let cache = &Cache::new(d.path());
+            publish(cache, "aaaa");
+            publish(cache, "bbbb");
+            cache.set_current("bbbb").unwrap();
+            let holder = cache.lock("aaaa", || {}).unwrap();
+            std::thread::scope(|s| {
+                let gc = s.spawn(|| cache.gc(0).unwrap());
+                let (waiting_tx, waiting_rx) = mpsc::channel();
+                let (release_tx, release_rx) = mpsc::channel::<()>();
+                let (got_tx, got_rx) = mpsc::channel();
+                s.spawn(move || {
+                    let l = cache.lock("aaaa", || waiting_tx.send(()).unwrap()).unwrap();
+                    got_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    drop(l);
+                });
+                waiting_rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("the second setup waits for the holder");
+                // Let gc reach its wait too, then release.
+                std::thread::sleep(Duration::from_millis(200));
+                drop(holder);
+                got_rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("the second setup gets the key");
+                assert!(
+                    would_wait(cache, "aaaa"),
+                    "a third party took the key while the second setup owns it"
+                );
+                release_tx.send(()).unwrap();
+                gc.join().unwrap();
+            });
+            assert!(cache.lock_path("aaaa").exists());
+        }
+    }
+
+    /// Linux: the other process is util-linux's `flock(1)` (Essential in Debian).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_staging_dir_whose_holder_runs_is_kept_and_one_whose_holder_died_is_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(d.path());
+        // A holder in this process (the old check took our own pid for a dead one).
+        let live_lock = cache.lock("live", || {}).unwrap();
+        let live = cache.stage("live").unwrap();
+        // A holder in another process: `flock(1)` takes the key's lock with flock(2) and, with
+        // --no-fork, becomes the `sleep` that holds it (killing it releases the lock).
+        let other = cache.lock_path("other");
+        let other_dir = {
+            let _l = cache.lock("other", || {}).unwrap();
+            cache.stage("other").unwrap()
+        };
+        let mut child = std::process::Command::new("flock")
+            .args(["--exclusive", "--no-fork"])
+            .arg(&other)
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock (util-linux) runs");
+        let t = Instant::now();
+        while !would_wait(&cache, "other") {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "flock never took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A maker that died: its staging dir exists, no one holds its key.
+        let dead = {
+            let _l = cache.lock("dead", || {}).unwrap();
+            cache.stage("dead").unwrap()
+        };
+        // An old-style name with a pid that cannot run.
+        let old_style = cache.bucket().join(".staging-older-4294967295");
+        std::fs::create_dir(&old_style).unwrap();
+
+        cache.gc(0).unwrap();
+        assert!(live.exists(), "the live holder's staging dir was removed");
+        assert!(
+            other_dir.exists(),
+            "the other process's staging dir was removed"
+        );
+        assert!(
+            !dead.exists(),
+            "the dead maker's staging dir is still there"
+        );
+        assert!(!old_style.exists());
+
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(live_lock);
+        cache.gc(0).unwrap();
+        assert!(
+            !other_dir.exists(),
+            "the killed process's staging dir is still there"
+        );
+        assert!(
+            !live.exists(),
+            "a released key's staging dir is still there"
+        );
+        assert!(cache.lock_path("other").exists() && cache.lock_path("dead").exists());
+    }
+
+    #[test]
+    fn staging_dirs_are_fresh_and_unpredictable() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(d.path());
+        let _l = cache.lock("kkkk", || {}).unwrap();
+        let a = cache.stage("kkkk").unwrap();
+        let b = cache.stage("kkkk").unwrap();
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".staging-kkkk-"), "{name}");
+        assert!(!name.ends_with(&std::process::id().to_string()), "{name}");
+    }
 }

@@ -152,13 +152,12 @@ pub fn ensure(ctx: &Ctx) -> Result<PathBuf, WheelsError> {
     let dir = install_dir(&ctx.cache_dir);
     let parent = dir.parent().expect("has parent").to_path_buf();
     fs_err::create_dir_all(&parent).map_err(io(&parent))?;
-    let stage = parent.join(format!(
-        ".staging-cuda-{NVCC_VERSION}-{}",
-        std::process::id()
-    ));
-    if stage.exists() {
-        fs_err::remove_dir_all(&stage).map_err(io(&stage))?;
-    }
+    // Created exclusively under a random name (removed on any failure when the guard drops).
+    let stage_guard = tempfile::Builder::new()
+        .prefix(&format!(".staging-cuda-{NVCC_VERSION}-"))
+        .tempdir_in(&parent)
+        .map_err(io(&parent))?;
+    let stage = stage_guard.path().to_path_buf();
     let site = stage.join("site");
     ctx.info(format!(
         "installing the CUDA {NVCC_VERSION} toolkit from NVIDIA's Python wheels into {} (about 1 GiB; {}): {}",
@@ -243,13 +242,12 @@ pub fn ensure_cuobjdump(ctx: &Ctx) -> Result<PathBuf, WheelsError> {
     let py = ensure_pip(ctx)?;
     let parent = dir.parent().expect("has parent").to_path_buf();
     fs_err::create_dir_all(&parent).map_err(io(&parent))?;
-    let stage = parent.join(format!(
-        ".staging-cuobjdump-{version}-{}",
-        std::process::id()
-    ));
-    if stage.exists() {
-        fs_err::remove_dir_all(&stage).map_err(io(&stage))?;
-    }
+    // Created exclusively under a random name (removed on any failure when the guard drops).
+    let stage_guard = tempfile::Builder::new()
+        .prefix(&format!(".staging-cuobjdump-{version}-"))
+        .tempdir_in(&parent)
+        .map_err(io(&parent))?;
+    let stage = stage_guard.path().to_path_buf();
     ctx.info(format!(
         "installing cuobjdump from NVIDIA's wheel {name}=={version} into {} (to list the GPU code in compiled objects)",
         dir.display()

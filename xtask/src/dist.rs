@@ -113,12 +113,12 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
     // Stage what the archive holds: the prefix (runtime, libraries, headers, link description,
     // runtime-info.json), the profile and the verification report.
     fs_err::create_dir_all(&args.out)?;
-    let stage = args
-        .out
-        .join(format!(".stage-{}-{}", variant.name, std::process::id()));
-    if stage.exists() {
-        fs_err::remove_dir_all(&stage)?;
-    }
+    // Created exclusively under a random name (`--out` may be a shared directory such as /tmp);
+    // removed when the guard drops.
+    let stage_guard = tempfile::Builder::new()
+        .prefix(&format!(".stage-{}-", variant.name))
+        .tempdir_in(&args.out)?;
+    let stage = stage_guard.path().join("prefix");
     crate::fsx::copy_dir(&built.prefix(), &stage)?;
     fs_err::write(stage.join(PROFILE_FILE), &profile.cmake)?;
     let verification = built.manifest.verification.clone().unwrap_or_default();
@@ -133,11 +133,11 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
     let ran = checked.as_ref().and_then(|v| v.runtime.as_ref());
     let model = artifact::tiny_model(ctx)?;
     let (model_sha256, _) = crate::hashing::sha256_file(&model)?;
-    let (logits, reference_name) = match ran.and_then(|r| r.logits.as_ref()) {
-        Some(l) if !l.reference_values.is_empty() => {
-            (l.reference_values.clone(), l.reference.clone())
-        }
-        _ => artifact::portable_reference_of(ctx, &host, &tree, &model, progress)?,
+    // The recorded reference logits travel only when they were computed on this very model (the
+    // report records its sha256); otherwise they are computed again on it.
+    let (logits, reference_name) = match ran.and_then(|r| r.reference_logits_for(&model_sha256)) {
+        Some(recorded) => recorded,
+        None => artifact::portable_reference_of(ctx, &host, &tree, &model, progress)?,
     };
     let shipped = crate::prebuilt::reference::ShippedReference {
         schema: crate::prebuilt::reference::SCHEMA,

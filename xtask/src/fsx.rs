@@ -11,19 +11,59 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs_err::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // Created exclusively under a random name (O_EXCL, mode 0600): a file or link planted at a
+    // predictable name is never followed or overwritten.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(
+            ".{}.tmp-",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ))
+        .tempfile_in(dir)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    tmp.write_all(bytes)?;
+    // Readable as an ordinary file would be (the temporary file starts private).
+    #[cfg(unix)]
     {
-        let mut f = fs_err::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
-    fs_err::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map(|_| ()).map_err(|e| {
+        std::io::Error::new(e.error.kind(), format!("{}: {}", path.display(), e.error))
     })
+}
+
+/// A private temporary directory (created exclusively, mode 0700 on Unix, removed when the
+/// returned guard drops) under `<cache_dir>/tmp/`, or under the system's temporary directory
+/// when there is no cache dir. Never a predictable path another user could plant a link at.
+pub fn private_temp_dir(
+    cache_dir: Option<&Path>,
+    prefix: &str,
+) -> std::io::Result<tempfile::TempDir> {
+    let root = match cache_dir {
+        Some(c) => {
+            let t = c.join("tmp");
+            fs_err::create_dir_all(&t)?;
+            t
+        }
+        None => std::env::temp_dir(),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&root)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", root.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
 }
 
 /// Copies a directory tree (files and folders; the build prefixes it is used on hold no links).

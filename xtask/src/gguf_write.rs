@@ -348,7 +348,12 @@ pub fn write(
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::create(&tmp).map_err(io)?;
+    // Created exclusively: a file or link already at this name is an error, never followed.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io)?;
     let guard = RemoveOnDrop(Some(tmp.clone()));
     let mut out = Hashing {
         inner: BufWriter::with_capacity(1 << 20, file),

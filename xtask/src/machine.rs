@@ -195,6 +195,11 @@ pub struct Compiler {
     pub family: CompilerFamily,
     pub version: String,
     pub source: String,
+    /// x86-64 hosts: the CPU features `-march=native` lets this compiler use here (the
+    /// instruction-set macros it predefines beyond `-march=x86-64`, named as the runtime's CPU
+    /// check names them; `requirements.rs`). Absent elsewhere, for MSVC, and in older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_cpu_features: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

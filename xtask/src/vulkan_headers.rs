@@ -295,10 +295,13 @@ pub fn provide(plan: &Plan) -> Result<PathBuf, HeadersError> {
             path: dl.display().to_string(),
             message: format!("apt-get download left no {PACKAGE} .deb"),
         })?;
-    let staging = plan
-        .toolchains
-        .join(format!(".staging-vulkan-headers-{}", std::process::id()));
-    let _ = fs_err::remove_dir_all(&staging);
+    // Created exclusively under a random name (removed on any failure when the guard drops).
+    fs_err::create_dir_all(&plan.toolchains).map_err(io(&plan.toolchains))?;
+    let staging_guard = tempfile::Builder::new()
+        .prefix(".staging-vulkan-headers-")
+        .tempdir_in(&plan.toolchains)
+        .map_err(io(&plan.toolchains))?;
+    let staging = staging_guard.path().to_path_buf();
     run(Cmd::new("dpkg").arg("-x").arg(&deb).arg(&staging))?;
     let core = staging.join("usr/include/vulkan/vulkan_core.h");
     let text = fs_err::read_to_string(&core).map_err(io(&core))?;

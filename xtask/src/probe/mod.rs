@@ -30,6 +30,9 @@ pub struct ProbeOptions {
     pub cuda_wheels: Option<PathBuf>,
     pub cc: Option<String>,
     pub cxx: Option<String>,
+    /// Where the compiler probe makes its private temporary directory (`<cache>/tmp/`); the
+    /// system's temporary directory when `None`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl ProbeOptions {
@@ -42,6 +45,7 @@ impl ProbeOptions {
             cuda_wheels: crate::cuda_wheels::installed(cache_dir),
             cc: crate::env::cc(),
             cxx: crate::env::cxx(),
+            cache_dir: Some(cache_dir.to_path_buf()),
         }
     }
 }
@@ -197,11 +201,19 @@ fn probe_compiler(opts: &ProbeOptions, lang: Lang) -> Detection<Compiler> {
     let Some(path) = found else {
         return Detection::NotFound { looked_in: looked };
     };
-    let dir = std::env::temp_dir().join(format!("tunellama-probe-{}", std::process::id()));
-    let file = dir.join(format!("probe.{ext}"));
-    if let Err(e) =
-        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, compiler::PROBE_SOURCE))
-    {
+    // A private directory created exclusively (never a predictable /tmp path whose planted link
+    // would make us write elsewhere); removed when `dir` drops.
+    let dir = match crate::fsx::private_temp_dir(opts.cache_dir.as_deref(), "probe-") {
+        Ok(d) => d,
+        Err(e) => {
+            return Detection::Failed {
+                command: path.display().to_string(),
+                reason: format!("cannot make a temporary directory for the probe file: {e}"),
+            }
+        }
+    };
+    let file = dir.path().join(format!("probe.{ext}"));
+    if let Err(e) = std::fs::write(&file, compiler::PROBE_SOURCE) {
         return Detection::Failed {
             command: path.display().to_string(),
             reason: format!("cannot write probe file {}: {e}", file.display()),
@@ -213,10 +225,14 @@ fn probe_compiler(opts: &ProbeOptions, lang: Lang) -> Detection<Compiler> {
         .arg(&file)
         .timeout(opts.timeout);
     let result = cmd.output();
-    let _ = std::fs::remove_file(&file);
+    drop(dir);
     match result {
         Ok(out) => match compiler::parse_preprocessed(&out.stdout) {
             Some((family, version)) => Detection::Found(Compiler {
+                native_cpu_features: (std::env::consts::ARCH == "x86_64"
+                    && family != CompilerFamily::Msvc)
+                    .then(|| native_features(opts, &path, lang))
+                    .flatten(),
                 path: path.display().to_string(),
                 family,
                 version,
@@ -229,6 +245,29 @@ fn probe_compiler(opts: &ProbeOptions, lang: Lang) -> Detection<Compiler> {
         },
         Err(e) => failed(&cmd, e),
     }
+}
+
+/// What `-march=native` enables for this compiler on this host: its predefined macros with
+/// `-march=native` against those with `-march=x86-64` (`requirements::native_x86_features`).
+/// `None` when the compiler cannot be asked (then the requirements fall back to the CPU's
+/// features).
+fn native_features(opts: &ProbeOptions, compiler: &Path, lang: Lang) -> Option<Vec<String>> {
+    let x = match lang {
+        Lang::C => "c",
+        Lang::Cxx => "c++",
+    };
+    let macros = |march: &str| {
+        Cmd::new(compiler)
+            .arg(format!("-march={march}"))
+            .args(["-dM", "-E", "-x", x, "-"])
+            .stdin_bytes(Vec::new())
+            .timeout(opts.timeout)
+            .output()
+            .ok()
+            .map(|o| o.stdout)
+    };
+    let (base, native) = (macros("x86-64")?, macros("native")?);
+    Some(crate::requirements::native_x86_features(&base, &native))
 }
 
 fn failed<T>(cmd: &Cmd, e: CmdError) -> Detection<T> {
@@ -536,4 +575,68 @@ pub fn run(
         print!("{}", crate::report::machine_text(&m));
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// The old probe wrote `probe.c` into `<tmp>/tunellama-probe-<pid>/`, following links: a
+    /// directory link planted there, holding a `probe.c` link to a victim file, made the probe
+    /// overwrite the victim. Now the probe makes its own private directory and removes it.
+    #[test]
+    fn the_compiler_probe_never_follows_a_link_planted_at_a_predictable_temp_path() {
+        let attacker = tempfile::tempdir().unwrap();
+        let victim = attacker.path().join("victim.txt");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let trap = attacker.path().join("trap");
+        std::fs::create_dir(&trap).unwrap();
+        std::os::unix::fs::symlink(&victim, trap.join("probe.c")).unwrap();
+        let planted = std::env::temp_dir().join(format!("tunellama-probe-{}", std::process::id()));
+        let _ = std::fs::remove_file(&planted);
+        std::os::unix::fs::symlink(&trap, &planted).unwrap();
+
+        let cache = tempfile::tempdir().unwrap();
+        let mut opts = ProbeOptions::for_host(cache.path());
+        opts.cc = None;
+        let found = probe_compiler(&opts, Lang::C);
+        let _ = std::fs::remove_file(&planted);
+
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(
+            std::fs::read_dir(&trap).unwrap().count(),
+            1,
+            "nothing new in the planted directory"
+        );
+        assert!(
+            matches!(found, Detection::Found(_)),
+            "the probe still finds this machine's C compiler: {found:?}"
+        );
+        let tmp = cache.path().join("tmp");
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap_or_else(|e| panic!("{}: {e}", tmp.display()))
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "left behind in {}: {left:?}",
+            tmp.display()
+        );
+    }
+
+    #[test]
+    fn the_private_temp_dir_is_mode_0700_and_removed_on_drop() {
+        use std::os::unix::fs::PermissionsExt;
+        let cache = tempfile::tempdir().unwrap();
+        let d = crate::fsx::private_temp_dir(Some(cache.path()), "probe-").unwrap();
+        let path = d.path().to_path_buf();
+        assert!(path.starts_with(cache.path().join("tmp")));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        drop(d);
+        assert!(!path.exists());
+        let sys = crate::fsx::private_temp_dir(None, "probe-").unwrap();
+        assert!(sys.path().starts_with(std::env::temp_dir()));
+    }
 }

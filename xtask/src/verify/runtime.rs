@@ -3,6 +3,10 @@
 //! fixed prompt agree with those of a portable CPU build (a miscompiled or wrong-architecture build
 //! loads fine but computes garbage), and a short bench is recorded. Any failure keeps the build
 //! from being published.
+//!
+//! The runtime's `--json` outputs are read by exactly the field names the runtime writes
+//! (`runtime/src/generate.rs` `Report`, `logits.rs`, `info.rs`, `llama/log.rs` `LoadReport`); a
+//! missing or mistyped field is an error naming it, never a guess among other spellings.
 
 use super::features::{self, FeatureCheck};
 use crate::cmd::Cmd;
@@ -23,6 +27,9 @@ pub const TOLERANCE_REL: f32 = 1e-2;
 pub struct RuntimeReport {
     pub runtime: String,
     pub model: String,
+    /// sha256 of the verification model the logits (own and reference) were computed on.
+    #[serde(default)]
+    pub model_sha256: String,
     pub system_info: String,
     pub features: Vec<FeatureCheck>,
     /// Backends the profile chose, each with the device `info` reported for it.
@@ -35,6 +42,19 @@ pub struct RuntimeReport {
     pub offload: Option<OffloadCheck>,
     /// `bench --json` of a short run.
     pub bench: serde_json::Value,
+}
+
+impl RuntimeReport {
+    /// The reference logits this report recorded and their description, if they were computed on
+    /// the model whose sha256 is `model_sha256` (reports made before the sha256 was recorded
+    /// never qualify): logits of another test model are never passed on as its reference.
+    pub fn reference_logits_for(&self, model_sha256: &str) -> Option<(Vec<f32>, String)> {
+        let l = self.logits.as_ref()?;
+        (!self.model_sha256.is_empty()
+            && self.model_sha256 == model_sha256
+            && !l.reference_values.is_empty())
+        .then(|| (l.reference_values.clone(), l.reference.clone()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,18 +176,84 @@ pub fn logits(bin: &Path, model: &Path, threads: u32) -> Result<Vec<f32>, Runtim
     logits_of(&v)
 }
 
-fn logits_of(v: &serde_json::Value) -> Result<Vec<f32>, RuntimeVerifyError> {
-    v.get("logits")
-        .and_then(|l| l.as_array())
-        .map(|a| {
-            a.iter()
-                .map(|x| x.as_f64().unwrap_or(f64::NAN) as f32)
-                .collect()
-        })
+/// `what --json`'s field at `pointer` (`/generated_tokens`), or an error naming it.
+fn field<'a>(
+    v: &'a serde_json::Value,
+    what: &str,
+    pointer: &str,
+    kind: &str,
+) -> Result<&'a serde_json::Value, RuntimeVerifyError> {
+    v.pointer(pointer)
         .ok_or_else(|| RuntimeVerifyError::Output {
-            what: "logits".into(),
-            message: "no `logits` array".into(),
+            what: what.into(),
+            message: format!(
+                "no `{}` field ({kind}) in `{what} --json`; fields present: {}",
+                pointer.trim_start_matches('/'),
+                v.as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_else(|| "none (not an object)".into())
+            ),
         })
+}
+
+fn wrong_type(
+    what: &str,
+    pointer: &str,
+    kind: &str,
+    got: &serde_json::Value,
+) -> RuntimeVerifyError {
+    let got = got.to_string();
+    RuntimeVerifyError::Output {
+        what: what.into(),
+        message: format!(
+            "`{}` of `{what} --json` is not {kind}: {}",
+            pointer.trim_start_matches('/'),
+            &got[..got.len().min(80)]
+        ),
+    }
+}
+
+/// `logits --json`: `logits` (one number per vocabulary entry) and `n_vocab` (their count).
+pub fn logits_of(v: &serde_json::Value) -> Result<Vec<f32>, RuntimeVerifyError> {
+    const KIND: &str = "an array of numbers";
+    let arr = field(v, "logits", "/logits", KIND)?;
+    let arr = arr
+        .as_array()
+        .ok_or_else(|| wrong_type("logits", "/logits", KIND, arr))?;
+    let logits = arr
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .map(|f| f as f32)
+                .ok_or_else(|| wrong_type("logits", "/logits", KIND, x))
+        })
+        .collect::<Result<Vec<f32>, _>>()?;
+    let n = field(v, "logits", "/n_vocab", "a count")?;
+    let n = n
+        .as_u64()
+        .ok_or_else(|| wrong_type("logits", "/n_vocab", "a count", n))?;
+    if n != logits.len() as u64 || n == 0 {
+        return Err(RuntimeVerifyError::Output {
+            what: "logits".into(),
+            message: format!("n_vocab is {n} but `logits` has {} entries", logits.len()),
+        });
+    }
+    Ok(logits)
+}
+
+/// `generate --json`: `generated_tokens`, the number of tokens generated.
+pub fn generated_tokens_of(v: &serde_json::Value) -> Result<u64, RuntimeVerifyError> {
+    let x = field(v, "generate", "/generated_tokens", "a count")?;
+    x.as_u64()
+        .ok_or_else(|| wrong_type("generate", "/generated_tokens", "a count", x))
+}
+
+/// `generate --json`: `text`, the generated text.
+pub fn generated_text_of(v: &serde_json::Value) -> Result<String, RuntimeVerifyError> {
+    let x = field(v, "generate", "/text", "a string")?;
+    x.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| wrong_type("generate", "/text", "a string", x))
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -237,35 +323,45 @@ pub fn check_offload(
     backend: &str,
     v: &serde_json::Value,
 ) -> Result<OffloadCheck, RuntimeVerifyError> {
-    let o = v.get("offload");
-    let num = |k: &str| {
-        o.and_then(|o| o.get(k))
-            .and_then(|x| x.as_u64())
-            .map(|x| x as u32)
+    // `offload` is always written; its layer counts are null when llama.cpp logged no offload
+    // line (a CPU-only build), which is the "not offloaded" case below.
+    let o = field(v, "logits", "/offload", "an object")?;
+    let num = |k: &str| -> Result<Option<u32>, RuntimeVerifyError> {
+        let p = format!("/offload/{k}");
+        let x = field(v, "logits", &p, "a count or null")?;
+        match x {
+            serde_json::Value::Null => Ok(None),
+            x => x
+                .as_u64()
+                .map(|n| Some(n as u32))
+                .ok_or_else(|| wrong_type("logits", &p, "a count or null", x)),
+        }
     };
     let fail = |detail: String| RuntimeVerifyError::NotOffloaded {
         backend: backend.into(),
         detail,
     };
-    let (Some(n), Some(total)) = (num("offloaded_layers"), num("total_layers")) else {
+    let (Some(n), Some(total)) = (num("offloaded_layers")?, num("total_layers")?) else {
         return Err(fail(
             "llama.cpp logged no `offloaded N/M layers to GPU` line (no GPU offload support in this build)".into(),
         ));
     };
-    let buffers: Vec<(String, f64)> = o
-        .and_then(|o| o.get("buffers"))
-        .and_then(|b| b.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|b| {
-                    Some((
-                        b.get("name")?.as_str()?.to_string(),
-                        b.get("mib")?.as_f64().unwrap_or(0.0),
-                    ))
-                })
-                .collect()
+    const BUF: &str = "an array of {name, mib}";
+    let list = field(o, "logits", "/buffers", BUF)?;
+    let buffers: Vec<(String, f64)> = list
+        .as_array()
+        .ok_or_else(|| wrong_type("logits", "/offload/buffers", BUF, list))?
+        .iter()
+        .map(|b| {
+            match (
+                b.get("name").and_then(|n| n.as_str()),
+                b.get("mib").and_then(|m| m.as_f64()),
+            ) {
+                (Some(n), Some(m)) => Ok((n.to_string(), m)),
+                _ => Err(wrong_type("logits", "/offload/buffers", BUF, b)),
+            }
         })
-        .unwrap_or_default();
+        .collect::<Result<_, _>>()?;
     let on_device: Vec<String> = buffers
         .iter()
         .filter(|(name, mib)| {
@@ -297,22 +393,29 @@ pub fn check_offload(
 }
 
 /// The raw system-info string (`CPU : SSE3 = 1 | ...`) of `info --json`.
-fn system_info_in(v: &serde_json::Value) -> Option<String> {
-    v.pointer("/compiled_for/system_info/raw")
-        .and_then(|s| s.as_str())
+fn system_info_in(v: &serde_json::Value) -> Result<String, RuntimeVerifyError> {
+    let p = "/compiled_for/system_info/raw";
+    let x = field(v, "info", p, "llama_print_system_info's string")?;
+    x.as_str()
         .map(str::to_string)
+        .ok_or_else(|| wrong_type("info", p, "a string", x))
 }
 
 /// The backend device names of `info --json` (`CPU`, `CUDA0`, `Metal`, ...).
-fn device_names(v: &serde_json::Value) -> Vec<String> {
-    v.pointer("/compiled_for/devices")
-        .and_then(|d| d.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.get("name").and_then(|n| n.as_str()).map(str::to_string))
-                .collect()
+fn device_names(v: &serde_json::Value) -> Result<Vec<String>, RuntimeVerifyError> {
+    let p = "/compiled_for/devices";
+    const KIND: &str = "an array of {name, ...}";
+    let x = field(v, "info", p, KIND)?;
+    x.as_array()
+        .ok_or_else(|| wrong_type("info", p, KIND, x))?
+        .iter()
+        .map(|d| {
+            d.get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| wrong_type("info", p, KIND, d))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 pub struct Expectation<'a> {
@@ -331,10 +434,7 @@ pub fn verify(
     reference: Option<(&[f32], &str)>,
 ) -> Result<RuntimeReport, RuntimeVerifyError> {
     let info = run_json(bin, "info", &["info", "--json"])?;
-    let system_info = system_info_in(&info).ok_or_else(|| RuntimeVerifyError::Output {
-        what: "info".into(),
-        message: "no llama_print_system_info string".into(),
-    })?;
+    let system_info = system_info_in(&info)?;
     let checks = features::check(expect.arch, expect.required_cpu_features, &system_info);
     let bad: Vec<String> = checks
         .iter()
@@ -355,7 +455,7 @@ pub fn verify(
     if !bad.is_empty() {
         return Err(RuntimeVerifyError::Features(bad.join("; ")));
     }
-    let devices = device_names(&info);
+    let devices = device_names(&info)?;
     let mut backends = Vec::new();
     for b in expect.gpu_backends {
         let device = devices
@@ -379,25 +479,12 @@ pub fn verify(
     ];
     let first = run_json(bin, "generate", &gen_args)?;
     let second = run_json(bin, "generate", &gen_args)?;
-    let text = |v: &serde_json::Value| {
-        v.get("text")
-            .and_then(|t| t.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let tokens = [
-        "generated_tokens",
-        "tokens_generated",
-        "n_generated",
-        "completion_tokens",
-    ]
-    .iter()
-    .find_map(|k| first.get(*k).and_then(|x| x.as_u64()))
-    .unwrap_or(0);
+    let tokens = generated_tokens_of(&first)?;
     if tokens == 0 {
         return Err(RuntimeVerifyError::NoTokens);
     }
-    if text(&first) != text(&second) {
+    let text = generated_text_of(&first)?;
+    if text != generated_text_of(&second)? {
         return Err(RuntimeVerifyError::Nondeterministic);
     }
 
@@ -444,12 +531,18 @@ pub fn verify(
     Ok(RuntimeReport {
         runtime: bin.display().to_string(),
         model: model.display().to_string(),
+        model_sha256: crate::hashing::sha256_file(model)
+            .map_err(|e| RuntimeVerifyError::Output {
+                what: "model".into(),
+                message: format!("{}: {e}", model.display()),
+            })?
+            .0,
         system_info,
         features: checks,
         backends,
         generate: GenerateCheck {
             tokens,
-            text_bytes: text(&first).len(),
+            text_bytes: text.len(),
             deterministic: true,
         },
         logits: logits_check,
@@ -516,6 +609,110 @@ mod tests {
             "devices": [{"name": "CPU", "type": "cpu"}, {"name": "CUDA0", "type": "gpu"}]
         }});
         assert_eq!(system_info_in(&v).unwrap(), "CPU : AVX2 = 1 |");
-        assert_eq!(device_names(&v), ["CPU", "CUDA0"]);
+        assert_eq!(device_names(&v).unwrap(), ["CPU", "CUDA0"]);
+        let err = device_names(&serde_json::json!({"compiled_for": {}})).unwrap_err();
+        assert!(err.to_string().contains("compiled_for/devices"), "{err}");
+    }
+
+    /// The old verifier took the first of four spellings it found; another spelling than the
+    /// runtime's own is now an error that names the field it wanted.
+    #[test]
+    fn generate_json_is_read_by_the_runtimes_field_names_only() {
+        let v = serde_json::json!({"text": "abc", "generated_tokens": 3, "prompt_tokens": 2});
+        assert_eq!(generated_tokens_of(&v).unwrap(), 3);
+        assert_eq!(generated_text_of(&v).unwrap(), "abc");
+        for other in ["tokens_generated", "n_generated", "completion_tokens"] {
+            let v = serde_json::json!({"text": "abc", other: 3});
+            let err = generated_tokens_of(&v).unwrap_err().to_string();
+            assert!(
+                err.contains("no `generated_tokens` field") && err.contains(other),
+                "{err}"
+            );
+        }
+        let err = generated_text_of(&serde_json::json!({"generated_tokens": 3}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no `text` field"), "{err}");
+        let err = generated_tokens_of(&serde_json::json!({"generated_tokens": "3"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`generated_tokens`") && err.contains("not a count"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn recorded_reference_logits_are_reused_only_for_the_model_they_were_computed_on() {
+        let check = compare(&[0.5, -1.0], &[0.5, -1.0], "portable build k").unwrap();
+        let report = |sha: &str| RuntimeReport {
+            runtime: "tunellama".into(),
+            model: "tiny.gguf".into(),
+            model_sha256: sha.into(),
+            system_info: String::new(),
+            features: Vec::new(),
+            backends: Vec::new(),
+            generate: GenerateCheck {
+                tokens: 1,
+                text_bytes: 1,
+                deterministic: true,
+            },
+            logits: Some(check.clone()),
+            offload: None,
+            bench: serde_json::Value::Null,
+        };
+        let a = "aa".repeat(32);
+        let (l, name) = report(&a).reference_logits_for(&a).unwrap();
+        assert_eq!(l, [0.5, -1.0]);
+        assert_eq!(name, "portable build k");
+        assert!(report(&a).reference_logits_for(&"bb".repeat(32)).is_none());
+        // A manifest written before the model's sha256 was recorded.
+        let old: RuntimeReport = serde_json::from_value({
+            let mut v = serde_json::to_value(report(&a)).unwrap();
+            v.as_object_mut().unwrap().remove("model_sha256");
+            v
+        })
+        .unwrap();
+        assert!(old.reference_logits_for(&a).is_none());
+    }
+
+    #[test]
+    fn logits_json_must_hold_n_vocab_numbers() {
+        let ok = serde_json::json!({"tokens": [1], "n_vocab": 2, "logits": [0.5, -1.0]});
+        assert_eq!(logits_of(&ok).unwrap(), [0.5, -1.0]);
+        let not_number = serde_json::json!({"n_vocab": 2, "logits": [0.5, "x"]});
+        assert!(logits_of(&not_number)
+            .unwrap_err()
+            .to_string()
+            .contains("not an array of numbers"));
+        let short = serde_json::json!({"n_vocab": 3, "logits": [0.5, -1.0]});
+        assert!(logits_of(&short)
+            .unwrap_err()
+            .to_string()
+            .contains("n_vocab is 3"));
+        let no_count = serde_json::json!({"logits": [0.5]});
+        assert!(logits_of(&no_count)
+            .unwrap_err()
+            .to_string()
+            .contains("no `n_vocab` field"));
+        let renamed = serde_json::json!({"n_vocab": 1, "values": [0.5]});
+        assert!(logits_of(&renamed)
+            .unwrap_err()
+            .to_string()
+            .contains("no `logits` field"));
+    }
+
+    #[test]
+    fn offload_json_without_its_documented_fields_is_an_error_not_a_cpu_build() {
+        let no_buffers = serde_json::json!({"offload": {"offloaded_layers": 9, "total_layers": 9}});
+        let err = check_offload("vulkan", &no_buffers)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("buffers"), "{err}");
+        let no_offload = serde_json::json!({"logits": []});
+        let err = check_offload("vulkan", &no_offload)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no `offload` field"), "{err}");
     }
 }
