@@ -9,6 +9,7 @@ use support::server::{Reply, Server};
 use xtask::download::{
     download, partial_path, Bearer, DownloadError, Expected, Options, Proxies, Secret, Sha256Hex,
 };
+use xtask::error::Hint;
 use xtask::progress::Silent;
 
 const SIZE: usize = 300_000;

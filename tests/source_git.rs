@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
+use xtask::error::Hint;
 use xtask::progress::Silent;
 use xtask::source::digest::Change;
 use xtask::source::pin::Pin;

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use xtask::error::Hint;
 use xtask::progress::Silent;
 use xtask::source::digest::Change;
 use xtask::source::pin::Pin;

@@ -125,14 +125,14 @@ pub enum BuildError {
     Incomplete { prefix: String, what: String },
 }
 
-impl BuildError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             BuildError::Step { step: "configure", log, .. } => format!("read the configure output in {log}; an unknown or conflicting option usually comes from profiles/local.toml ([defines])"),
             BuildError::Step { log, .. } => format!("the full log is {log}; run `cargo xtask setup --force` after fixing the cause"),
             BuildError::Spawn { .. } => "run `cargo xtask prereqs --install` to install cmake and ninja".into(),
             _ => "run `cargo xtask setup --force` to rebuild".into(),
-        }
+        })
     }
 }
 

@@ -109,12 +109,12 @@ pub enum CacheError {
     BadManifest { path: String, message: String },
 }
 
-impl CacheError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for CacheError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             CacheError::Io { .. } => "check free space and permissions of the cache dir (--cache-dir or TUNELLAMA_CACHE_DIR)".into(),
             CacheError::BadManifest { .. } => "run `cargo xtask cache gc` or `cargo xtask setup --force`".into(),
-        }
+        })
     }
 }
 

@@ -70,14 +70,17 @@ pub enum CmdError {
     },
 }
 
-impl CmdError {
-    pub fn hint(&self) -> Option<&str> {
+impl crate::error::Hint for CmdError {
+    fn hint(&self) -> Option<String> {
         match self {
             CmdError::Spawn { hint, .. }
             | CmdError::Timeout { hint, .. }
-            | CmdError::Failed { hint, .. } => hint.as_deref(),
+            | CmdError::Failed { hint, .. } => hint.clone(),
         }
     }
+}
+
+impl CmdError {
     /// True when the program itself could not be found: a missing tool is a fact, not a failure.
     pub fn is_not_found(&self) -> bool {
         matches!(self, CmdError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
@@ -340,7 +343,7 @@ mod tests {
         assert!(msg.contains("sh -c"), "{msg}");
         assert!(msg.contains("exit status 3"), "{msg}");
         assert!(msg.contains("boom"), "{msg}");
-        assert_eq!(err.hint(), Some("try again"));
+        assert_eq!(crate::error::Hint::hint(&err).as_deref(), Some("try again"));
     }
 
     #[test]

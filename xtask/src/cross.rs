@@ -44,14 +44,14 @@ pub enum CrossError {
     Version { command: String, output: String },
 }
 
-impl CrossError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for CrossError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             CrossError::Unsupported { .. } => {
                 "build this variant on its own CI runner (`cargo xtask ci matrix`)".into()
             }
             _ => "run `cargo xtask prereqs --install --cross aarch64` (Debian/Ubuntu packages gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user)".into(),
-        }
+        })
     }
 }
 

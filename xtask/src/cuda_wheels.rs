@@ -89,15 +89,15 @@ pub enum WheelsError {
     Unsupported { os: String, arch: String },
 }
 
-impl WheelsError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for WheelsError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             WheelsError::NoPip => "install python3 and pip (Debian/Ubuntu: `apt-get install python3-pip`); `cargo xtask prereqs --install --cuda-wheels` does it".into(),
             WheelsError::Pip { command, .. } => format!("check that the package index is reachable; run `{command}` to see pip's own message"),
             WheelsError::Incomplete { .. } => "the pinned wheel versions may have changed layout: see docs/cuda.md".into(),
             WheelsError::Io { .. } => "check free space (about 1 GiB) and permissions of the cache dir".into(),
             WheelsError::Unsupported { .. } => "install NVIDIA's CUDA toolkit for your platform and set CUDA_PATH".into(),
-        }
+        })
     }
 }
 

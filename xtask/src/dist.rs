@@ -47,14 +47,14 @@ pub enum DistError {
     NoCuda { variant: String, cuda: String },
 }
 
-impl DistError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for DistError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             DistError::WrongHost { runner, .. } => format!(
                 "build it on its CI runner ({runner}); `cargo xtask ci matrix` lists which variant builds where"
             ),
             DistError::NoCuda { .. } => "install the CUDA toolkit the variant names (ci/matrix.toml) or build it on its CI runner".into(),
-        }
+        })
     }
 }
 

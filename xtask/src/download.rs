@@ -202,8 +202,8 @@ pub enum DownloadError {
     Io(#[from] std::io::Error),
 }
 
-impl DownloadError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for DownloadError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             DownloadError::InsecureUrl { .. } => {
                 "use an https:// URL, or pass --allow-http if you trust every network hop".into()
@@ -231,7 +231,9 @@ impl DownloadError {
             DownloadError::Io(_) => return None,
         })
     }
+}
 
+impl DownloadError {
     /// The bytes were wrong (not the network): never retry and never try another mirror.
     pub fn is_integrity(&self) -> bool {
         matches!(

@@ -199,15 +199,15 @@ pub enum GgufError {
     },
 }
 
-impl GgufError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for GgufError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             GgufError::NotGguf { .. } | GgufError::Truncated { .. } => {
                 "the file is not a (complete) GGUF model: fetch it again with `cargo xtask models fetch NAME`".into()
             }
             GgufError::Version { .. } => "convert the model with a current llama.cpp (`convert_hf_to_gguf.py`)".into(),
             _ => "check that the path names a GGUF model file".into(),
-        }
+        })
     }
 }
 

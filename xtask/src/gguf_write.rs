@@ -145,15 +145,15 @@ pub enum GgufWriteError {
     Tensor { name: String, reason: String },
 }
 
-impl GgufWriteError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for GgufWriteError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             GgufWriteError::Io { path, .. } => format!(
                 "check that the folder of {} exists, is writable and has room for the file",
                 path.display()
             ),
             _ => "this is a bug in the model description that was written; nothing was written under the final name".into(),
-        }
+        })
     }
 }
 

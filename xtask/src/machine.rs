@@ -431,11 +431,11 @@ pub enum MachineFileError {
     Schema { path: String, found: u32 },
 }
 
-impl MachineFileError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for MachineFileError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             MachineFileError::Read { .. } => "check the path given to --machine".into(),
             _ => "record a valid one with `cargo xtask probe --json > machine.json`, or compare with the examples in tests/fixtures/machines/".into(),
-        }
+        })
     }
 }

@@ -389,9 +389,9 @@ pub enum PrereqError {
     NoPrivilege { tools: String, command: String },
 }
 
-impl PrereqError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for PrereqError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             PrereqError::NoManager { tools } => format!(
                 "install {tools} with your system's package manager, then run the command again"
             ),
@@ -400,7 +400,7 @@ impl PrereqError {
             | PrereqError::InstallFailed { command, .. } => {
                 format!("run `{command}` yourself, then run the command again")
             }
-        }
+        })
     }
 }
 

@@ -165,14 +165,14 @@ pub enum RuntimeBuildError {
     },
 }
 
-impl RuntimeBuildError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for RuntimeBuildError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             RuntimeBuildError::Source { .. } => {
                 "run tunellama from a complete checkout (runtime/ must be present)".into()
             }
             _ => "the cargo output above names the failing crate; the llama.cpp build was not published".into(),
-        }
+        })
     }
 }
 

@@ -220,8 +220,8 @@ pub fn run_runtime(
 #[error("no runtime has been built yet (looked for the current build in {0})")]
 pub struct NoRuntime(pub String);
 
-impl NoRuntime {
-    pub fn hint(&self) -> String {
-        "run `cargo xtask setup` first; it builds and verifies the runtime".into()
+impl crate::error::Hint for NoRuntime {
+    fn hint(&self) -> Option<String> {
+        Some("run `cargo xtask setup` first; it builds and verifies the runtime".into())
     }
 }

@@ -141,14 +141,14 @@ pub enum TestModelError {
     Write(#[from] GgufWriteError),
 }
 
-impl TestModelError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for TestModelError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             TestModelError::Spec { .. } => {
                 "use a named shape (`--shape tiny|bench`) or fix the field named above".into()
             }
-            TestModelError::Write(e) => e.hint(),
-        }
+            TestModelError::Write(e) => return e.hint(),
+        })
     }
 }
 

@@ -201,12 +201,12 @@ pub enum HeadersError {
     },
 }
 
-impl HeadersError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for HeadersError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             HeadersError::NoArchive => "install Vulkan headers 1.3.26x or newer yourself (e.g. the LunarG Vulkan SDK, then set VULKAN_SDK) and run the command again".into(),
             _ => format!("check network access to the Debian archive, or install Vulkan headers that define VK_EXT_layer_settings and set VULKAN_SDK; the private apt state is under {}", "<cache>/toolchains/apt-trixie"),
-        }
+        })
     }
 }
 

@@ -161,15 +161,15 @@ pub enum MatrixError {
     UnknownVariant { name: String, known: Vec<String> },
 }
 
-impl MatrixError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for MatrixError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             MatrixError::UnknownVariant { .. } => "`cargo xtask ci matrix` lists the variants".into(),
             MatrixError::Machine { .. } => format!(
                 "each variant needs a declared Machine in {MACHINES_DIR}/<name>.json (origin \"declared\", name = the variant)"
             ),
             _ => format!("fix {MATRIX_PATH}; each [[variant]] has name, runner, target, archive = \"tar.gz\" and optionally cuda_installer"),
-        }
+        })
     }
 }
 

@@ -111,9 +111,9 @@ pub struct StaleError {
     pub diff: String,
 }
 
-impl StaleError {
-    pub fn hint(&self) -> String {
-        format!("run `{REGENERATE}` and commit the result")
+impl crate::error::Hint for StaleError {
+    fn hint(&self) -> Option<String> {
+        Some(format!("run `{REGENERATE}` and commit the result"))
     }
 }
 

@@ -149,14 +149,14 @@ pub enum CatalogError {
     },
 }
 
-impl CatalogError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for CatalogError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             CatalogError::Read { .. } => "check the path given to --catalog".into(),
             CatalogError::Invalid { .. } => {
                 "fix the entry; docs/models.md describes the catalog format".into()
             }
-        }
+        })
     }
 }
 

@@ -36,14 +36,14 @@ pub enum ModelsError {
     Io(std::io::Error),
 }
 
-impl ModelsError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for ModelsError {
+    fn hint(&self) -> Option<String> {
         match self {
             ModelsError::Unknown { .. } => Some("`cargo xtask models list` shows the names; add your own with --catalog FILE or models/local.toml".into()),
             ModelsError::Offline { name } => Some(format!("run `cargo xtask models fetch {name}` while online")),
-            ModelsError::Catalog(e) => Some(e.hint()),
+            ModelsError::Catalog(e) => e.hint(),
             ModelsError::Download(e) => e.hint(),
-            ModelsError::Recommend(e) => Some(e.hint()),
+            ModelsError::Recommend(e) => e.hint(),
             ModelsError::Io(_) => None,
         }
     }

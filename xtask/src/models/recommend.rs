@@ -202,16 +202,16 @@ pub enum RecommendError {
     },
 }
 
-impl RecommendError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for RecommendError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             RecommendError::NoMemory => {
                 "add `memory.total_bytes` to the machine file, or run without --machine to probe this one".into()
             }
             RecommendError::NothingFits { .. } => {
                 "add a smaller model to models/local.toml (or --catalog FILE)".into()
             }
-        }
+        })
     }
 }
 

@@ -36,8 +36,8 @@ pub enum ArchiveError {
     Io(#[from] std::io::Error),
 }
 
-impl ArchiveError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for ArchiveError {
+    fn hint(&self) -> Option<String> {
         match self {
             ArchiveError::Refused { .. } | ArchiveError::Corrupt { .. } => Some(
                 "do not use this archive: it was not written by `cargo xtask dist`; report where it came from"

@@ -78,14 +78,14 @@ pub enum IndexError {
     },
 }
 
-impl IndexError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for IndexError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             IndexError::Read { .. } | IndexError::Fetch { .. } => {
                 "check the index location (a path, or an https:// URL)".into()
             }
             _ => "compare with prebuilt/index.example.json and prebuilt/index.schema.json; `cargo xtask prebuilt index` writes valid ones".into(),
-        }
+        })
     }
 }
 

@@ -146,8 +146,8 @@ pub enum PrebuiltError {
     },
 }
 
-impl PrebuiltError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for PrebuiltError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             PrebuiltError::BadArtifactUrl { .. } => {
                 "fix the artifact's url in the index (absolute https:// or relative to the index)"

@@ -38,16 +38,16 @@ pub enum ReferenceError {
     },
 }
 
-impl ReferenceError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for ReferenceError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             ReferenceError::Unreadable { .. } => {
                 "the archive is damaged or from another tool version: install another prebuilt or build from source (`setup --from-source`)".into()
             }
             ReferenceError::OtherModel { .. } => {
                 "the prebuilt was made by a tunellama whose test-model writer differs from this one: use a prebuilt index made by this version, or `setup --from-source`".into()
             }
-        }
+        })
     }
 }
 

@@ -133,12 +133,12 @@ pub enum OverrideError {
     BadName { path: String, name: String },
 }
 
-impl OverrideError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for OverrideError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             OverrideError::Read { .. } => "check the file's permissions, or remove it".into(),
             _ => "the override file knows [backends] cuda/metal/hip/vulkan = \"on\"|\"off\"|\"auto\", [cuda] architectures = [\"89\"], [defines] NAME = \"VALUE\", [runtime] threads/ctx_size/gpu_layers; see the Profiles section of README.md".into(),
-        }
+        })
     }
 }
 

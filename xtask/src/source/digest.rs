@@ -80,6 +80,19 @@ pub enum DigestError {
     ManifestSyntax { path: PathBuf, line: usize },
 }
 
+impl crate::error::Hint for DigestError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            DigestError::Io { .. } | DigestError::Unsupported { .. } => {
+                "the tree must be readable and hold only files, folders and links inside it".into()
+            }
+            DigestError::ManifestSyntax { .. } => {
+                "the pin's file list is damaged: regenerate it with `cargo xtask pin --tree DIR --write`".into()
+            }
+        })
+    }
+}
+
 impl Manifest {
     /// The manifest lines, exactly the bytes the digest hashes.
     pub fn render(&self) -> String {

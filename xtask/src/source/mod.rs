@@ -199,10 +199,10 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
-impl SourceError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for SourceError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
-            SourceError::Pin(e) => e.hint(),
+            SourceError::Pin(e) => return e.hint(),
             SourceError::Digest(_) => "the tree must be readable and hold only files, folders and links inside it".into(),
             SourceError::Options(_) => "see `cargo xtask source --help`".into(),
             SourceError::Mismatch(_) => "this tree is not the pinned llama.cpp: use the default registry transport, fix the tree, pass --allow-unpinned to build it anyway (marked unpinned), or move the pin with `cargo xtask pin --tree DIR --write`".into(),

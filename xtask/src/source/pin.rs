@@ -96,14 +96,14 @@ pub enum PinError {
     },
 }
 
-impl PinError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for PinError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             PinError::Read { .. } => format!(
                 "the pin is checked in at {PIN_PATH}; pass another with --pin FILE, or make one with `cargo xtask pin --tree DIR --write`"
             ),
             _ => "fix the pin by hand, or regenerate it with `cargo xtask pin --tree DIR --write` and review the diff".into(),
-        }
+        })
     }
 }
 

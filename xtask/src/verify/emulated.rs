@@ -227,15 +227,15 @@ pub enum EmulatedError {
     },
 }
 
-impl EmulatedError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for EmulatedError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             EmulatedError::Run { .. } | EmulatedError::Link { .. } => {
                 "run `cargo xtask prereqs --install --cross aarch64`; the build was not published"
                     .into()
             }
             _ => "the arm64 build does not behave as its profile says; it was not published".into(),
-        }
+        })
     }
 }
 

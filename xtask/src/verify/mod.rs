@@ -59,12 +59,12 @@ pub enum VerifyError {
     },
 }
 
-impl VerifyError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for VerifyError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             VerifyError::RunFailed { .. } => "the build does not run on this machine (a CPU feature or driver mismatch?): run `cargo xtask setup --force`".into(),
             _ => "run `cargo xtask setup --force` to rebuild; the entry was not published".into(),
-        }
+        })
     }
 }
 

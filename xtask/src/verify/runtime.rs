@@ -131,9 +131,9 @@ pub enum RuntimeVerifyError {
     },
 }
 
-impl RuntimeVerifyError {
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for RuntimeVerifyError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             RuntimeVerifyError::NotOffloaded { .. } => {
                 "a GPU build that computes on the CPU is not verified: check the device with `tunellama info` (for a CPU-type Vulkan device the runtime must select it with GGML_VK_VISIBLE_DEVICES) and run with --verbose to see llama.cpp's load log".into()
             }
@@ -141,7 +141,7 @@ impl RuntimeVerifyError {
                 "the build computes differently than the profile intends (miscompiled or built for another CPU); it was not published: report it with the build log, or try `cargo xtask setup --force`".into()
             }
             _ => "the build was not published; `cargo xtask setup --force` rebuilds it, the build log is in the cache's logs/".into(),
-        }
+        })
     }
 }
 
