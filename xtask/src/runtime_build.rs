@@ -343,7 +343,7 @@ fn seed_target_dir(seed: &Path, own: &Path) -> std::io::Result<()> {
     for part in SEED_PARTS {
         let from = seed.join(part);
         if from.is_dir() {
-            crate::fsx::copy_dir(&from, &own.join(part))?;
+            copy_keeping_mtimes(&from, &own.join(part))?;
         }
     }
     Ok(())
@@ -361,7 +361,7 @@ fn refresh_seed(own: &Path, seed: &Path) {
         if from.is_dir() {
             let fresh = to.with_extension(format!("new-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&fresh);
-            if crate::fsx::copy_dir(&from, &fresh).is_ok() {
+            if copy_keeping_mtimes(&from, &fresh).is_ok() {
                 let _ = std::fs::remove_dir_all(&to);
                 let _ = std::fs::rename(&fresh, &to);
             } else {
@@ -369,6 +369,28 @@ fn refresh_seed(own: &Path, seed: &Path) {
             }
         }
     }
+}
+
+/// Copies a tree keeping every file's modification time: cargo decides what is fresh from them
+/// (a copy stamped "now" in arbitrary order makes it recompile every dependency).
+fn copy_keeping_mtimes(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dest) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            copy_keeping_mtimes(&src, &dest)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dest)?;
+            let mtime = e.metadata()?.modified()?;
+            std::fs::File::options()
+                .write(true)
+                .open(&dest)?
+                .set_modified(mtime)?;
+        }
+    }
+    Ok(())
 }
 
 /// A lock on the seed: shared while copying out, exclusive while replacing it.
