@@ -268,8 +268,10 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
     })
 }
 
-/// An entry with the same llama.cpp inputs (tree, profile, toolchain) but another runtime: its
-/// libraries can be reused, so a runtime change costs a cargo build, not a llama.cpp build.
+/// An entry with the same llama.cpp inputs (tree, profile, toolchain with the build environment)
+/// but another key (another runtime, runtime defaults, generator version, or none with
+/// `--lib-only`): its libraries are reused, so such a change costs a cargo build, not a llama.cpp
+/// build; link.json and llama.pc are written afresh by this version's generator.
 fn sibling_with_same_libraries(cache: &Cache, inputs: &KeyInputs) -> Option<PathBuf> {
     cache.list().into_iter().find_map(|(dir, m)| {
         let same = m.inputs.tree_digest == inputs.tree_digest
@@ -298,11 +300,10 @@ fn build_and_publish(
     fs_err::create_dir_all(&logs)?;
     let log = logs.join(format!("build-{key}.log"));
     let build_seconds;
-    let sibling =
-        sibling_with_same_libraries(cache, inputs).filter(|_| !req.force && cross.is_none());
+    let sibling = sibling_with_same_libraries(cache, inputs).filter(|_| !req.force);
     if let Some(sibling) = sibling {
         ctx.info(format!(
-            "{}: only the runtime changed: reusing the llama.cpp libraries of {}",
+            "{}: same llama.cpp inputs (tree, profile, toolchain, build environment): reusing the libraries of {}",
             req.label,
             sibling.display()
         ));
