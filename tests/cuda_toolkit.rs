@@ -183,7 +183,23 @@ fn laptop() -> Machine {
 
 fn key(m: &Machine) -> String {
     let p = xtask::profile::plan(m, &Default::default());
-    xtask::cache::key_of(&xtask::artifact::key_inputs(&p, m, "tree", None))
+    let source = xtask::key::SourceId {
+        digest: "tree".into(),
+        origin: "o".into(),
+        commit: None,
+        build_number: 0,
+        build_commit: "c".into(),
+        pinned: true,
+    };
+    xtask::key::key(&xtask::key::KeyRequest {
+        profile: &p,
+        target: m,
+        host: m,
+        source: &source,
+        runtime_source: None,
+        env: &Default::default(),
+        cross: None,
+    })
 }
 
 fn gpus_mut(m: &mut Machine) -> &mut Vec<xtask::machine::Gpu> {
@@ -208,7 +224,7 @@ fn same_architectures_with_another_gpu_name_count_or_driver_keep_the_key_but_cha
     let mut new_driver = base.clone();
     gpus_mut(&mut new_driver)[0].driver_version = "580.95.05".into();
 
-    let fp = xtask::setup::fingerprint_of(&base);
+    let fp = xtask::key::fingerprint_of(&base);
     for (what, m) in [
         ("GPU name", &renamed),
         ("GPU count", &two),
@@ -216,7 +232,7 @@ fn same_architectures_with_another_gpu_name_count_or_driver_keep_the_key_but_cha
     ] {
         assert_eq!(key(m), key(&base), "{what}: same compiled output");
         assert_ne!(
-            xtask::setup::fingerprint_of(m),
+            xtask::key::fingerprint_of(m),
             fp,
             "{what}: the fingerprint records it"
         );

@@ -338,6 +338,9 @@ fn status_json_names_the_current_entry_its_inputs_and_freshness() {
         let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
             .args(["status", "--json", "--overrides"])
             .arg(overrides)
+            // The source setup used: freshness compares with the key setup would compute.
+            .args(["--transport", "path", "--allow-unpinned", "--path"])
+            .arg(&env.tree)
             .arg("--cache-dir")
             .arg(env.cache())
             .env("PATH", &env.path)
@@ -362,6 +365,59 @@ fn status_json_names_the_current_entry_its_inputs_and_freshness() {
     let ls: Value = parse(&ls);
     assert_eq!(ls.as_array().unwrap().len(), 1);
     assert_eq!(ls[0]["current"], true);
+}
+
+#[test]
+fn status_compares_the_current_entry_with_the_key_setup_would_compute_from_the_pin() {
+    let env = Env::new();
+    let built = env.setup();
+    // `status` as a user runs it after a plain `setup` (default transport), against a pin file.
+    let status = |pin: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["status", "--json", "--overrides"])
+            .arg(&env.overrides)
+            .arg("--pin")
+            .arg(pin)
+            .arg("--cache-dir")
+            .arg(env.cache())
+            .env("PATH", &env.path)
+            .output()
+            .unwrap();
+        parse(&out)
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let real = std::fs::read_to_string(repo.join("profiles/llama.pin.toml")).unwrap();
+    let real_digest = real
+        .lines()
+        .find_map(|l| l.strip_prefix("digest = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    std::fs::copy(
+        repo.join("profiles/llama.pin.files"),
+        env.dir.path().join("llama.pin.files"),
+    )
+    .unwrap();
+    let pin = env.dir.path().join("llama.pin.toml");
+    // A pin whose digest is the tiny tree's: setup would verify this very tree, same key.
+    let tiny = status(&repo.join("profiles/llama.pin.toml"))["key_inputs"]["tree_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(&pin, real.replace(&real_digest, &tiny)).unwrap();
+    let s = status(&pin);
+    assert_eq!(s["fresh"], true, "{s}");
+    assert_eq!(s["expected_key"], built["key"], "{s}");
+    // The pin moves on: setup would fetch and build another tree, so the entry is not fresh.
+    std::fs::write(&pin, real.replace(&real_digest, &"ab".repeat(32))).unwrap();
+    let s = status(&pin);
+    assert_eq!(s["fresh"], false, "{s}");
+    let why = s["stale_because"].to_string();
+    assert!(
+        why.contains(&format!("source: tree {} → abababababab", &tiny[..12])),
+        "{s}"
+    );
+    assert_ne!(s["expected_key"], built["key"], "{s}");
 }
 
 #[test]

@@ -59,14 +59,40 @@ pub fn threads(flag: Option<i64>) -> Result<Chosen<u32>> {
     }
 }
 
-/// Total RAM of this machine: /proc/meminfo where there is one, else what setup measured.
+/// Total RAM of the machine this runs on, read now (never baked in at build time): /proc/meminfo
+/// on Linux, `hw.memsize` on macOS; a figure in runtime-info.json (written by older setups) only
+/// where neither exists.
 pub fn total_ram() -> Option<u64> {
     let from_proc = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
         let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     });
-    from_proc.or(info().defaults.ram_bytes)
+    from_proc
+        .or_else(macos_memsize)
+        .or(info().defaults.ram_bytes)
+}
+
+#[cfg(target_os = "macos")]
+fn macos_memsize() -> Option<u64> {
+    let mut v: u64 = 0;
+    let mut len = std::mem::size_of::<u64>();
+    // SAFETY: a NUL-terminated name and an out-pointer to a u64 with its size, as sysctl(3) says.
+    let rc = unsafe {
+        libc::sysctlbyname(
+            c"hw.memsize".as_ptr(),
+            (&mut v as *mut u64).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    (rc == 0 && v > 0).then_some(v)
+}
+
+#[cfg(not(target_os = "macos"))]
+fn macos_memsize() -> Option<u64> {
+    None
 }
 
 /// KV cache bytes for `n_ctx` tokens: K and V, every layer, f16 (2 bytes).

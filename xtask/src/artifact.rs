@@ -129,72 +129,6 @@ pub fn check_no_device_report(bin: &Path) -> anyhow::Result<NoDeviceCheck> {
 /// reference itself.
 pub type ReferenceLogits = Option<(Vec<f32>, String)>;
 
-/// The toolchain that compiles `profile`: nvcc only counts when the profile compiles CUDA, so
-/// installing a toolkit does not invalidate CPU builds.
-pub fn toolchain_for(profile: &Profile, host: &Machine) -> cache::Toolchain {
-    let mut t = crate::setup::toolchain_of(host);
-    if profile.decision("GGML_CUDA") != Some("ON") {
-        t.nvcc = None;
-    }
-    if profile.decision("GGML_VULKAN") == Some("ON") {
-        t.vulkan_headers = vulkan_headers_identity(host);
-    }
-    t
-}
-
-/// The machine fingerprint of a build of `profile` on `host`: what it runs on but what does not
-/// change its bytes (a change re-verifies). Vulkan builds add the Vulkan devices and driver.
-pub fn fingerprint_for(profile: &Profile, host: &Machine) -> Fingerprint {
-    let mut f = crate::setup::fingerprint_of(host);
-    if profile.decision("GGML_VULKAN") == Some("ON") {
-        f.gpus.extend(vulkan_devices_identity(host));
-    }
-    f
-}
-
-/// The key inputs of a build of `profile` on `host` (everything that changes its bytes).
-pub fn key_inputs(
-    profile: &Profile,
-    host: &Machine,
-    tree_digest: &str,
-    runtime_source: Option<String>,
-) -> KeyInputs {
-    KeyInputs {
-        tree_digest: tree_digest.to_string(),
-        profile_hash: profile.hash.clone(),
-        toolchain: toolchain_for(profile, host),
-        runtime_source,
-    }
-}
-
-/// The Vulkan headers a Vulkan build compiles against (`version include_dir`).
-pub fn vulkan_headers_identity(host: &Machine) -> Option<String> {
-    host.vulkan
-        .found()
-        .and_then(|v| v.headers.as_ref())
-        .map(|h| format!("{} {}", h.version, h.include_dir))
-}
-
-/// The Vulkan devices of this host with type and driver, for a Vulkan build's fingerprint.
-pub fn vulkan_devices_identity(host: &Machine) -> Vec<String> {
-    host.vulkan
-        .found()
-        .map(|v| {
-            v.physical_devices
-                .iter()
-                .map(|d| {
-                    format!(
-                        "{} (vulkan {}, driver {})",
-                        d.name,
-                        d.device_type.as_str(),
-                        d.driver.as_deref().unwrap_or("?")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The portable baseline of this host: a declared machine with no optional CPU features and no
 /// GPU, so every ISA option is OFF (with GGML_NATIVE=OFF six of them default to ON: an AVX2 build).
 pub fn portable_machine(host: &Machine) -> Machine {
@@ -234,20 +168,22 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
         ..*req
     };
     let cross = cross.as_ref();
-    let fingerprint = fingerprint_for(req.profile, req.host);
-    let mut inputs = key_inputs(
-        req.profile,
-        req.host,
-        &req.tree.digest,
-        if req.with_runtime {
-            Some(runtime_build::source_digest(&ctx.repo_root)?)
-        } else {
-            None
-        },
-    );
-    if let Some(tc) = cross {
-        inputs.toolchain = tc.key_toolchain(&inputs.toolchain);
-    }
+    let fingerprint = crate::key::fingerprint_for(req.profile, req.host);
+    let runtime_source = if req.with_runtime {
+        Some(runtime_build::source_digest(&ctx.repo_root)?)
+    } else {
+        None
+    };
+    let env = crate::key::BuildEnv::capture(&ctx.repo_root);
+    let inputs = crate::key::inputs(&crate::key::KeyRequest {
+        profile: req.profile,
+        target: req.target,
+        host: req.host,
+        source: &crate::key::SourceId::of_tree(req.tree),
+        runtime_source,
+        env: &env,
+        cross,
+    });
     let key = cache::key_of(&inputs);
     let decisions: Vec<(String, String)> = req
         .profile
@@ -332,8 +268,10 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
     })
 }
 
-/// An entry with the same llama.cpp inputs (tree, profile, toolchain) but another runtime: its
-/// libraries can be reused, so a runtime change costs a cargo build, not a llama.cpp build.
+/// An entry with the same llama.cpp inputs (tree, profile, toolchain with the build environment)
+/// but another key (another runtime, runtime defaults, generator version, or none with
+/// `--lib-only`): its libraries are reused, so such a change costs a cargo build, not a llama.cpp
+/// build; link.json and llama.pc are written afresh by this version's generator.
 fn sibling_with_same_libraries(cache: &Cache, inputs: &KeyInputs) -> Option<PathBuf> {
     cache.list().into_iter().find_map(|(dir, m)| {
         let same = m.inputs.tree_digest == inputs.tree_digest
@@ -362,11 +300,10 @@ fn build_and_publish(
     fs_err::create_dir_all(&logs)?;
     let log = logs.join(format!("build-{key}.log"));
     let build_seconds;
-    let sibling =
-        sibling_with_same_libraries(cache, inputs).filter(|_| !req.force && req.with_runtime);
+    let sibling = sibling_with_same_libraries(cache, inputs).filter(|_| !req.force);
     if let Some(sibling) = sibling {
         ctx.info(format!(
-            "{}: only the runtime changed: reusing the llama.cpp libraries of {}",
+            "{}: same llama.cpp inputs (tree, profile, toolchain, build environment): reusing the libraries of {}",
             req.label,
             sibling.display()
         ));
@@ -374,11 +311,7 @@ fn build_and_publish(
             crate::fsx::copy_dir(&sibling.join("prefix").join(part), &prefix.join(part))?;
         }
         // Described afresh, so a fixed link rule applies without recompiling llama.cpp.
-        let link = crate::build::describe_link(&prefix)?;
-        crate::fsx::write_atomic(
-            &prefix.join(crate::build::LINK_FILE),
-            &serde_json::to_vec_pretty(&link)?,
-        )?;
+        crate::build::write_link_files(&prefix)?;
         fs_err::copy(sibling.join("build.log"), &log)?;
         build_seconds = Cache::read_manifest(&sibling)
             .map(|m| m.build_seconds)
@@ -418,12 +351,16 @@ fn build_and_publish(
         fs_err::remove_dir_all(staging.join("build"))?;
     }
     if req.with_runtime {
-        let info = runtime_build::info_for(req.target, req.profile, req.tree, key);
+        let source = crate::key::SourceId::of_tree(req.tree);
+        let info = runtime_build::info_for(req.target, req.profile, &source, key);
         runtime_build::build(
             &ctx.repo_root,
             &prefix,
             &info,
-            &ctx.cache_dir.join("runtime-target"),
+            &runtime_build::TargetDirs {
+                seed: ctx.cache_dir.join(runtime_build::SHARED_TARGET),
+                own: staging.join("runtime-target"),
+            },
             progress,
         )?;
     }
@@ -842,10 +779,10 @@ mod tests {
     fn vulkan_headers_and_devices_identify_only_vulkan_builds() {
         let host = lavapipe_host();
         assert_eq!(
-            vulkan_headers_identity(&host).as_deref(),
+            crate::key::vulkan_headers_identity(&host).as_deref(),
             Some("1.4.309 /c/toolchains/vulkan-headers-1.4.309/usr/include")
         );
-        let devs = vulkan_devices_identity(&host);
+        let devs = crate::key::vulkan_devices_identity(&host);
         assert_eq!(devs.len(), 1);
         assert!(
             devs[0].contains("llvmpipe") && devs[0].contains("vulkan cpu"),
@@ -853,7 +790,7 @@ mod tests {
         );
         // A build without Vulkan serialises its toolchain exactly as before the field existed,
         // so its cache key does not move when Vulkan headers appear on the machine.
-        let t = crate::setup::toolchain_of(&host);
+        let t = crate::key::toolchain_of(&host);
         assert!(t.vulkan_headers.is_none());
         assert!(!serde_json::to_string(&t).unwrap().contains("vulkan"));
     }

@@ -192,10 +192,7 @@ pub fn run(plan: &BuildPlan, progress: &dyn Progress) -> Result<BuildOutput, Bui
         .args(["--config", "Release"]);
     step("install", &install, &mut log, &plan.log, |_| {})?;
     record_cuda_library_dir(&plan.build_dir, &plan.prefix)?;
-    let link = describe_link(&plan.prefix)?;
-    let link_path = plan.prefix.join(LINK_FILE);
-    let json = serde_json::to_vec_pretty(&link).expect("serialisable");
-    crate::fsx::write_atomic(&link_path, &json).map_err(io(&link_path))?;
+    let link = write_link_files(&plan.prefix)?;
     Ok(BuildOutput {
         prefix: plan.prefix.clone(),
         link,
@@ -367,6 +364,77 @@ pub fn describe_link(prefix: &Path) -> Result<LinkDescription, BuildError> {
     })
 }
 
+/// Describes the installed prefix and writes what others link with: `link.json` (read by the
+/// runtime's build script) and `<lib_dir>/pkgconfig/llama.pc` (for your own programs), both from
+/// the same description.
+pub fn write_link_files(prefix: &Path) -> Result<LinkDescription, BuildError> {
+    let link = describe_link(prefix)?;
+    let link_path = prefix.join(LINK_FILE);
+    let json = serde_json::to_vec_pretty(&link).expect("serialisable");
+    crate::fsx::write_atomic(&link_path, &json).map_err(io(&link_path))?;
+    let pc_dir = prefix.join(&link.lib_dir).join("pkgconfig");
+    let pc_path = pc_dir.join("llama.pc");
+    // llama.cpp's own llama.pc names the version; the rest of it is replaced.
+    let version = std::fs::read_to_string(&pc_path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("Version:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_else(|| "0".into());
+    fs_err::create_dir_all(&pc_dir).map_err(io(&pc_dir))?;
+    crate::fsx::write_atomic(
+        &pc_path,
+        pkg_config(&link, &version, cfg!(target_os = "macos")).as_bytes(),
+    )
+    .map_err(io(&pc_path))?;
+    Ok(link)
+}
+
+/// `llama.pc` for a static build: relocatable (`prefix=${pcfiledir}/../..`, so it stays right
+/// after the staging dir is renamed into the cache or an archive is unpacked elsewhere), and with
+/// every library in link order in `Libs` (there is no shared libllama to hide them behind), so
+/// `pkg-config --libs --cflags llama` links a working program. llama.cpp's own llama.pc names the
+/// install dir of the staging build and lists the static libraries in an order that does not link.
+pub fn pkg_config(link: &LinkDescription, version: &str, apple: bool) -> String {
+    let mut libs = vec!["-L${libdir}".to_string()];
+    libs.extend(link.search_paths.iter().map(|p| format!("-L{p}")));
+    libs.extend(
+        link.static_libs
+            .iter()
+            .chain(&link.system_libs)
+            .map(|l| format!("-l{l}")),
+    );
+    for f in &link.frameworks {
+        libs.push(format!("-framework {f}"));
+    }
+    libs.extend(link.rpath.iter().map(|d| format!("-Wl,-rpath,{d}")));
+    if !apple
+        && link
+            .ggml_options
+            .get("GGML_OPENMP")
+            .is_some_and(|v| v == "ON")
+    {
+        libs.push("-fopenmp".into());
+    }
+    format!(
+        "# written by tunellama (build.rs): relocatable, static link order from link.json\n\
+prefix=${{pcfiledir}}/../..\n\
+exec_prefix=${{prefix}}\n\
+libdir=${{prefix}}/{lib}\n\
+includedir=${{prefix}}/{inc}\n\
+\n\
+Name: llama\n\
+Description: llama.cpp static libraries (library-only build by tunellama)\n\
+Version: {version}\n\
+Libs: {libs}\n\
+Cflags: -I${{includedir}}\n",
+        lib = link.lib_dir,
+        inc = link.include_dir,
+        libs = libs.join(" "),
+    )
+}
+
 /// The CUDA libraries to link and the run-time search path they need. cudart is linked
 /// statically when the toolkit has `libcudart_static.a` (always); cuBLAS statically when the
 /// toolkit ships `libcublas_static.a` (NVIDIA's installers), else shared (the Python wheels ship
@@ -452,6 +520,33 @@ mod tests {
         );
         assert!(d.system_libs.contains(&"gomp".to_string()) || cfg!(target_os = "macos"));
         assert!(d.system_libs.contains(&"cudart_static".to_string()));
+    }
+
+    #[test]
+    fn llama_pc_is_relocatable_and_lists_every_library_in_link_order() {
+        let link = LinkDescription {
+            lib_dir: "lib".into(),
+            include_dir: "include".into(),
+            static_libs: ["llama", "ggml", "ggml-cpu", "ggml-base"]
+                .map(String::from)
+                .to_vec(),
+            system_libs: ["stdc++", "gomp", "m", "pthread"]
+                .map(String::from)
+                .to_vec(),
+            frameworks: vec![],
+            search_paths: vec![],
+            rpath: vec![],
+            ggml_options: [("GGML_OPENMP".to_string(), "ON".to_string())].into(),
+        };
+        let pc = pkg_config(&link, "0.6.0-dev", false);
+        assert!(pc.contains("\nprefix=${pcfiledir}/../..\n"), "{pc}");
+        assert!(pc.contains("\nlibdir=${prefix}/lib\n"), "{pc}");
+        assert!(pc.contains("\nVersion: 0.6.0-dev\n"), "{pc}");
+        assert!(
+            pc.contains("\nLibs: -L${libdir} -lllama -lggml -lggml-cpu -lggml-base -lstdc++ -lgomp -lm -lpthread -fopenmp\n"),
+            "{pc}"
+        );
+        assert!(!pc.contains(".staging-"), "{pc}");
     }
 
     #[test]

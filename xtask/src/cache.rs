@@ -18,8 +18,8 @@ pub const BUCKET: &str = "builds-v1";
 pub const MANIFEST: &str = "manifest.json";
 const CURRENT: &str = "current.json";
 
-/// Everything that changes the compiled output. Its hash is the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything that changes the compiled output. Its hash is the key (`key.rs` computes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct KeyInputs {
     pub tree_digest: String,
     pub profile_hash: String,
@@ -27,9 +27,20 @@ pub struct KeyInputs {
     /// sha256 of the runtime's sources, once the runtime is part of the build.
     #[serde(default)]
     pub runtime_source: Option<String>,
+    /// `key::GENERATOR_VERSION`: the code that writes link.json, llama.pc and runtime-info.json
+    /// (0 in manifests written before it was recorded).
+    #[serde(default)]
+    pub generator: u32,
+    /// Builds with a runtime: `rustc -vV` and the RUSTFLAGS-style variables cargo passes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rust: Option<String>,
+    /// Builds with a runtime: sha256 of the runtime-info.json it embeds (runtime defaults, what
+    /// it was compiled for, provenance), written with an empty key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_info: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Toolchain {
     /// `family version path` of each compiler.
     pub c: String,
@@ -47,6 +58,10 @@ pub struct Toolchain {
     /// the keys of other builds do not change when Vulkan headers appear on the machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vulkan_headers: Option<String>,
+    /// The environment variables CMake and the compilers read that are set (`key::CMAKE_ENV`):
+    /// CFLAGS, CMAKE_PREFIX_PATH, CUDAToolkit_ROOT, ... (absent when none is set).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub build_env: std::collections::BTreeMap<String, String>,
 }
 
 /// What the build runs on but that does not change its bytes: a change means re-verify.
@@ -511,8 +526,45 @@ pub fn explain_changes(
         &b.toolchain.vulkan_headers.clone().unwrap_or_else(none),
         &mut out,
     );
+    if a.toolchain.build_env != b.toolchain.build_env {
+        let show = |m: &std::collections::BTreeMap<String, String>| {
+            if m.is_empty() {
+                "none set".to_string()
+            } else {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        out.push(format!(
+            "build environment: {} → {}",
+            show(&a.toolchain.build_env),
+            show(&b.toolchain.build_env)
+        ));
+    }
+    if a.toolchain.cross != b.toolchain.cross {
+        out.push("toolchain: cross toolchain changed".into());
+    }
     if a.runtime_source != b.runtime_source {
         out.push("runtime: sources changed".into());
+    }
+    if a.generator != b.generator {
+        out.push(format!(
+            "generator of link.json/llama.pc/runtime-info.json: version {} → {}",
+            a.generator, b.generator
+        ));
+    }
+    if a.rust != b.rust {
+        let first = |r: &Option<String>| {
+            r.as_deref()
+                .map(|r| r.replace('\n', "; "))
+                .unwrap_or_else(|| "none".into())
+        };
+        out.push(format!("rust: {} → {}", first(&a.rust), first(&b.rust)));
+    }
+    if a.runtime_info != b.runtime_info {
+        out.push("runtime-info.json (runtime defaults, compiled-for, provenance) changed".into());
     }
     out
 }
@@ -565,8 +617,10 @@ mod tests {
                     nvcc: None,
                     cross: None,
                     vulkan_headers: None,
+                    ..Default::default()
                 },
                 runtime_source: None,
+                ..Default::default()
             },
             decisions: Vec::new(),
             fingerprint: Fingerprint::default(),

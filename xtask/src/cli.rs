@@ -292,6 +292,9 @@ pub struct StatusArgs {
     /// Override file [default: profiles/local.toml when it exists]
     #[arg(long, value_name = "FILE")]
     pub overrides: Option<PathBuf>,
+    /// The source `setup` would use (freshness compares with the key it would compute)
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 #[derive(Debug, Args)]

@@ -180,6 +180,7 @@ impl CrossToolchain {
             ninja: host.ninja.clone(),
             nvcc: None,
             vulkan_headers: None,
+            build_env: host.build_env.clone(),
             cross: Some(format!(
                 "{AARCH64_TRIPLE} toolchain file sha256:{}",
                 &file[..16]
@@ -413,6 +414,7 @@ mod tests {
             nvcc: None,
             cross: None,
             vulkan_headers: None,
+            ..Default::default()
         };
         let k = t.key_toolchain(&host);
         assert_eq!(k.c, "gcc 12.2.0 /usr/bin/aarch64-linux-gnu-gcc");

@@ -121,6 +121,37 @@ pub fn ensure_cross_tools(ctx: &Ctx, target_arch: &str) -> anyhow::Result<()> {
     none_still_missing(&missing_for_cross(target_arch))
 }
 
+/// What the test suite needs beyond a build: pkg-config (tests/lib_pkg_config.rs compiles and runs
+/// a C program through the installed `llama.pc`, as `--lib-only` users link their programs).
+pub fn missing_for_tests() -> Vec<Need> {
+    let path = crate::env::path_var();
+    let mut out = Vec::new();
+    if which_in("pkg-config", &path).is_none() {
+        out.push(Need {
+            dnf: "pkgconf-pkg-config",
+            pacman: "pkgconf",
+            brew: "pkgconf",
+            winget: "bloodrush.pkg-config-lite",
+            ..need(
+                "pkg-config",
+                "the tests link a C program through the installed llama.pc",
+                "pkg-config",
+            )
+        });
+    }
+    out
+}
+
+/// Installs what the tests need (saying what and why), then checks again.
+pub fn ensure_test_tools(ctx: &Ctx) -> anyhow::Result<()> {
+    let needs = missing_for_tests();
+    if needs.is_empty() {
+        return Ok(());
+    }
+    install(ctx, &needs)?;
+    none_still_missing(&missing_for_tests())
+}
+
 /// After an install: an error naming what is still missing, if anything is.
 fn none_still_missing(still: &[Need]) -> anyhow::Result<()> {
     if !still.is_empty() {

@@ -1,8 +1,10 @@
 //! Build the runtime binary (`runtime/`) against a llama.cpp install prefix: write the prefix's
-//! `runtime-info.json` (provenance, the CPU features the build may execute, per-machine defaults),
-//! run cargo on `runtime/` with `TUNELLAMA_PREFIX` pointing at the prefix, and copy the binary to
-//! `prefix/bin/`. The runtime embeds runtime-info.json at compile time, so the binary knows what
-//! it was built for without any file beside it.
+//! `runtime-info.json` (provenance, the CPU features the build may execute, tuned defaults),
+//! run cargo on `runtime/` with `TUNELLAMA_PREFIX` pointing at the prefix in a target dir of this
+//! build's own (seeded with the compiled dependencies of earlier builds), copy the binary to
+//! `prefix/bin/`, and check that it embeds this build's key. The runtime embeds runtime-info.json
+//! at compile time, so the binary knows what it was built for without any file beside it; facts of
+//! the machine it runs on (RAM, free VRAM) are read when it runs, never baked in.
 
 use crate::cmd::Cmd;
 use crate::progress::Progress;
@@ -11,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const INFO_FILE: &str = "runtime-info.json";
+/// `<cache>/runtime-target`: compiled dependencies shared between runtime builds (a seed only:
+/// no build writes its binary there).
+pub const SHARED_TARGET: &str = "runtime-target";
 
 /// The runtime's file name on this OS.
 pub fn binary_name() -> &'static str {
@@ -76,6 +81,8 @@ pub struct Defaults {
     /// threads, gpu_layers (`all`, `auto` or a number), ctx_size, each with its why.
     #[serde(flatten)]
     pub profile: crate::profile::RuntimeDefaults,
+    /// Always `null` since generator version 2: the runtime reads the RAM of the machine it runs
+    /// on. Kept (and required by the runtime's schema 1) so older runtimes read newer files.
     pub ram_bytes: Option<u64>,
     // No VRAM figure: `--gpu-layers auto` reads the devices' free memory at run time.
 }
@@ -84,7 +91,7 @@ pub struct Defaults {
 pub fn info_for(
     machine: &crate::machine::Machine,
     profile: &crate::profile::Profile,
-    tree: &crate::source::Tree,
+    tree: &crate::key::SourceId,
     key: &str,
 ) -> RuntimeInfo {
     let backends = std::iter::once("cpu".to_string())
@@ -138,7 +145,7 @@ pub fn info_for(
         },
         defaults: Defaults {
             profile: profile.runtime.clone(),
-            ram_bytes: machine.memory.as_ref().map(|m| m.total_bytes),
+            ram_bytes: None,
         },
     }
 }
@@ -153,6 +160,12 @@ pub enum RuntimeBuildError {
     },
     #[error("cargo finished but left no runtime binary at {0}")]
     Missing(String),
+    #[error("the runtime binary {binary} embeds build key {found}, but it was built for {expected}: another build's binary")]
+    WrongKey {
+        binary: String,
+        expected: String,
+        found: String,
+    },
     #[error("cannot read the runtime sources under {path}: {source}")]
     Source {
         path: String,
@@ -170,6 +183,9 @@ impl crate::error::Hint for RuntimeBuildError {
         Some(match self {
             RuntimeBuildError::Source { .. } => {
                 "run tunellama from a complete checkout (runtime/ must be present)".into()
+            }
+            RuntimeBuildError::WrongKey { .. } => {
+                "nothing was published; run `cargo xtask setup` again (each build compiles in its own target dir; report this if it repeats)".into()
             }
             _ => "the cargo output above names the failing crate; the llama.cpp build was not published".into(),
         })
@@ -224,13 +240,22 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), RuntimeBuildError> 
     Ok(())
 }
 
-/// Writes `prefix/runtime-info.json`, builds the runtime in `target_dir` (shared between builds,
-/// so dependencies compile once) and installs it as `prefix/bin/tunellama`.
+/// Where a runtime build compiles: its own target dir (`own`, in the build's staging dir, so
+/// concurrent builds of different keys never share an output), seeded from `seed` (the compiled
+/// dependencies of earlier builds, so each build does not recompile clap and serde).
+pub struct TargetDirs {
+    pub seed: PathBuf,
+    pub own: PathBuf,
+}
+
+/// Writes `prefix/runtime-info.json`, builds the runtime in its own target dir, installs it as
+/// `prefix/bin/tunellama`, checks that it embeds `info`'s key, and removes the target dir (after
+/// refreshing the shared seed with its dependencies).
 pub fn build(
     repo_root: &Path,
     prefix: &Path,
     info: &RuntimeInfo,
-    target_dir: &Path,
+    dirs: &TargetDirs,
     progress: &dyn Progress,
 ) -> Result<PathBuf, RuntimeBuildError> {
     let io = |p: &Path| {
@@ -241,6 +266,8 @@ pub fn build(
     let text = serde_json::to_string_pretty(info).expect("plain data serializes");
     crate::fsx::write_atomic(&info_path, text.as_bytes()).map_err(io(&info_path))?;
 
+    let target_dir = &dirs.own;
+    seed_target_dir(&dirs.seed, target_dir).map_err(io(target_dir))?;
     let started = Instant::now();
     progress.start(
         "building the runtime (cargo)",
@@ -295,7 +322,130 @@ pub fn build(
     let tmp = bin_dir.join(format!(".{}.tmp", binary_name()));
     fs_err::copy(&built, &tmp).map_err(io(&tmp))?;
     fs_err::rename(&tmp, &dest).map_err(io(&dest))?;
+    check_embedded_key(&dest, &info.provenance.key)?;
+    refresh_seed(target_dir, &dirs.seed);
+    fs_err::remove_dir_all(target_dir).map_err(io(target_dir))?;
     Ok(dest)
+}
+
+/// The parts of a target dir that hold compiled dependencies (not the runtime's own outputs).
+const SEED_PARTS: &[&str] = &["release/deps", "release/build", "release/.fingerprint"];
+
+/// Copies the seed's compiled dependencies into a fresh `own` target dir. Cargo keeps what is
+/// fresh (the registry crates) and rebuilds the runtime and its build script output (its inputs,
+/// `TUNELLAMA_PREFIX` and the prefix files, differ per build).
+fn seed_target_dir(seed: &Path, own: &Path) -> std::io::Result<()> {
+    if own.exists() {
+        std::fs::remove_dir_all(own)?;
+    }
+    std::fs::create_dir_all(own)?;
+    let _lock = seed_lock(seed, false)?;
+    for part in SEED_PARTS {
+        let from = seed.join(part);
+        if from.is_dir() {
+            copy_keeping_mtimes(&from, &own.join(part))?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts a finished build's dependencies back into the seed (best effort: a failure only costs
+/// the next build some compile time).
+fn refresh_seed(own: &Path, seed: &Path) {
+    let Ok(_lock) = seed_lock(seed, true) else {
+        return;
+    };
+    for part in SEED_PARTS {
+        let from = own.join(part);
+        let to = seed.join(part);
+        if from.is_dir() {
+            let fresh = to.with_extension(format!("new-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&fresh);
+            if copy_keeping_mtimes(&from, &fresh).is_ok() {
+                let _ = std::fs::remove_dir_all(&to);
+                let _ = std::fs::rename(&fresh, &to);
+            } else {
+                let _ = std::fs::remove_dir_all(&fresh);
+            }
+        }
+    }
+}
+
+/// Copies a tree keeping every file's modification time: cargo decides what is fresh from them
+/// (a copy stamped "now" in arbitrary order makes it recompile every dependency).
+fn copy_keeping_mtimes(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dest) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            copy_keeping_mtimes(&src, &dest)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dest)?;
+            let mtime = e.metadata()?.modified()?;
+            std::fs::File::options()
+                .write(true)
+                .open(&dest)?
+                .set_modified(mtime)?;
+        }
+    }
+    Ok(())
+}
+
+/// A lock on the seed: shared while copying out, exclusive while replacing it.
+fn seed_lock(seed: &Path, exclusive: bool) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(seed)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(seed.join(".seed.lock"))?;
+    if exclusive {
+        f.lock()?;
+    } else {
+        f.lock_shared()?;
+    }
+    Ok(f)
+}
+
+/// The build key a runtime binary embeds: `tunellama info --json`'s `provenance.key` where the
+/// binary runs here, else read from the runtime-info.json embedded in its bytes (a binary for a
+/// CPU feature or GPU this machine lacks refuses to start, by design).
+pub fn embedded_key(bin: &Path) -> Option<String> {
+    let ran = Cmd::new(bin)
+        .args(["info", "--json"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .ok()
+        .filter(|o| o.status == Some(0))
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v.pointer("/provenance/key")?.as_str().map(str::to_string));
+    ran.or_else(|| key_in_bytes(&std::fs::read(bin).ok()?))
+}
+
+/// The `"key": "..."` of the pretty-printed runtime-info.json embedded in a binary.
+fn key_in_bytes(bytes: &[u8]) -> Option<String> {
+    let needle = b"\"provenance\": {";
+    let start = bytes.windows(needle.len()).position(|w| w == needle)?;
+    let rest = &bytes[start..(start + 4096).min(bytes.len())];
+    let k = b"\"key\": \"";
+    let at = rest.windows(k.len()).position(|w| w == k)? + k.len();
+    let end = rest[at..].iter().position(|&b| b == b'"')?;
+    String::from_utf8(rest[at..at + end].to_vec()).ok()
+}
+
+/// Refuses a binary that embeds another build's key.
+pub fn check_embedded_key(bin: &Path, expected: &str) -> Result<(), RuntimeBuildError> {
+    let found = embedded_key(bin).unwrap_or_else(|| "none (no runtime-info.json found)".into());
+    if found != expected {
+        return Err(RuntimeBuildError::WrongKey {
+            binary: bin.display().to_string(),
+            expected: expected.to_string(),
+            found,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! install missing build tools → profile → source → build → verify → publish. This file only
 //! sequences the stages and reports; each stage is a module of its own.
 
-use crate::cache::{Fingerprint, Toolchain};
 use crate::context::Ctx;
 use crate::machine::{Detection, Machine};
 use serde::Serialize;
@@ -31,38 +30,6 @@ pub struct SetupReport {
     /// The verified model file, with `--model`.
     pub model: Option<std::path::PathBuf>,
     pub seconds: f64,
-}
-
-pub fn toolchain_of(m: &Machine) -> Toolchain {
-    let comp = |d: &Detection<crate::machine::Compiler>| match d {
-        Detection::Found(c) => format!("{} {} {}", c.family.as_str(), c.version, c.path),
-        other => other.why_absent(),
-    };
-    let tool = |d: &Detection<crate::machine::Tool>| {
-        d.found().map(|t| format!("{} {}", t.version, t.path))
-    };
-    Toolchain {
-        c: comp(&m.compilers.c),
-        cxx: comp(&m.compilers.cxx),
-        cmake: tool(&m.tools.cmake).unwrap_or_else(|| "none".into()),
-        ninja: tool(&m.tools.ninja),
-        nvcc: m.cuda.found().map(|c| format!("{} {}", c.version, c.nvcc)),
-        cross: None,
-        // Set by `artifact::ensure` for Vulkan builds only.
-        vulkan_headers: None,
-    }
-}
-
-pub fn fingerprint_of(m: &Machine) -> Fingerprint {
-    let gpus = m.gpus();
-    Fingerprint {
-        gpus: gpus
-            .iter()
-            .map(|g| format!("{} (sm_{})", g.name, g.compute_capability.replace('.', "")))
-            .collect(),
-        driver: gpus.first().map(|g| g.driver_version.clone()),
-        cuda: m.cuda.found().map(|c| c.version.clone()),
-    }
 }
 
 pub fn run(

@@ -293,22 +293,35 @@ pub fn plan(
     let with_runtime = !args.lib_only && !crate::cross::is_cross(host, target);
     let mut key_inputs = None;
     if let (Some(digest), true) = (digest, unknown.is_empty()) {
-        let mut inputs = crate::artifact::key_inputs(
-            &profile,
+        // The one key computation (key.rs), from the pin (or the hashed local tree): nothing
+        // is fetched, so the key is the one `artifact::ensure` computes after fetching.
+        let mut source = crate::key::SourceId::of_plan(&source_plan);
+        source.digest = digest;
+        let cross = if crate::cross::is_cross(host, target) {
+            match crate::cross::detect(host, target) {
+                Ok(tc) => Some(tc),
+                Err(e) => {
+                    unknown.push(format!("cross toolchain: {e}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let env = crate::key::BuildEnv::capture(&ctx.repo_root);
+        let inputs = crate::key::inputs(&crate::key::KeyRequest {
+            profile: &profile,
+            target,
             host,
-            &digest,
-            if with_runtime {
+            source: &source,
+            runtime_source: if with_runtime {
                 Some(crate::runtime_build::source_digest(&ctx.repo_root)?)
             } else {
                 None
             },
-        );
-        if crate::cross::is_cross(host, target) {
-            match crate::cross::detect(host, target) {
-                Ok(tc) => inputs.toolchain = tc.key_toolchain(&inputs.toolchain),
-                Err(e) => unknown.push(format!("cross toolchain: {e}")),
-            }
-        }
+            env: &env,
+            cross: cross.as_ref(),
+        });
         if unknown.is_empty() {
             key_inputs = Some(inputs);
         }
@@ -326,7 +339,7 @@ pub fn plan(
                     reason: "--force".into(),
                 },
                 Lookup::Hit(m) => {
-                    let now = crate::artifact::fingerprint_for(&profile, host);
+                    let now = crate::key::fingerprint_for(&profile, host);
                     if m.fingerprint == now {
                         CacheState::Hit { entry }
                     } else {

@@ -17,6 +17,9 @@ pub struct Status {
     pub fresh: bool,
     /// Why not fresh (empty when fresh).
     pub stale_because: Vec<String>,
+    /// The key `setup` would compute now for this machine, the pin and the current sources and
+    /// environment (source builds only).
+    pub expected_key: Option<String>,
     pub key_inputs: Option<cache::KeyInputs>,
     pub fingerprint: Option<cache::Fingerprint>,
     pub provenance: Option<String>,
@@ -31,6 +34,7 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
         .as_ref()
         .and_then(|k| Cache::read_manifest(&cache.entry_dir(k)).ok());
     let mut stale = Vec::new();
+    let mut expected_key = None;
     if let Some(m) = manifest.as_ref().filter(|m| m.provenance == "prebuilt") {
         let machine = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
         let pin = crate::source::pin::Pin::load(&ctx.repo_root.join(crate::source::pin::PIN_PATH))?;
@@ -43,28 +47,50 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
             stale.push(format!("entry damaged: {reason}"));
         }
     } else if let Some(m) = &manifest {
-        // What would setup build now? Same computation, without building anything.
+        // What would setup build now? The same key computation (key.rs), without fetching or
+        // building anything: the pin's digest is the digest of the tree setup would verify.
         let machine = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
         let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
         let profile = crate::profile::plan(&machine, &overrides);
-        let now = cache::KeyInputs {
-            tree_digest: m.inputs.tree_digest.clone(),
-            profile_hash: profile.hash.clone(),
-            toolchain: crate::artifact::toolchain_for(&profile, &machine),
-            // A --lib-only entry has no runtime; otherwise the runtime's sources as they are now.
-            runtime_source: m.inputs.runtime_source.as_ref().map(|old| {
-                crate::runtime_build::source_digest(&ctx.repo_root).unwrap_or_else(|_| old.clone())
-            }),
+        let plan = crate::source::plan_from_args(ctx, &args.source)?;
+        let source = match &plan.step {
+            // A local tree is hashed as setup hashes it (nothing is fetched).
+            crate::source::Step::Path { .. } => crate::key::SourceId::of_tree(
+                &crate::source::obtain(&plan, &crate::progress::Silent)?,
+            ),
+            _ => crate::key::SourceId::of_plan(&plan),
         };
+        let env = crate::key::BuildEnv::capture(&ctx.repo_root);
+        let now = crate::key::inputs(&crate::key::KeyRequest {
+            profile: &profile,
+            target: &machine,
+            host: &machine,
+            source: &source,
+            // A --lib-only entry has no runtime; otherwise the runtime's sources as they are now.
+            runtime_source: match &m.inputs.runtime_source {
+                Some(_) => Some(crate::runtime_build::source_digest(&ctx.repo_root)?),
+                None => None,
+            },
+            env: &env,
+            cross: None,
+        });
+        let now_key = cache::key_of(&now);
         let decisions: Vec<(String, String)> = profile
             .decisions
             .iter()
             .map(|d| (d.name.clone(), d.value.clone()))
             .collect();
-        stale.extend(cache::explain_changes(m, &now, &decisions));
+        if now_key != m.key {
+            let mut why = cache::explain_changes(m, &now, &decisions);
+            if why.is_empty() {
+                why.push(format!("build key {} → {now_key}", m.key));
+            }
+            stale.extend(why);
+        }
+        expected_key = Some(now_key);
         stale.extend(cache::explain_fingerprint(
             &m.fingerprint,
-            &crate::setup::fingerprint_of(&machine),
+            &crate::key::fingerprint_for(&profile, &machine),
         ));
         if let cache::Lookup::Corrupt { reason } = cache.lookup(&m.key) {
             stale.push(format!("entry damaged: {reason}"));
@@ -82,6 +108,7 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
         current,
         fresh: stale.is_empty(),
         stale_because: stale,
+        expected_key,
         key_inputs: manifest.as_ref().map(|m| m.inputs.clone()),
         fingerprint: manifest.as_ref().map(|m| m.fingerprint.clone()),
         provenance: manifest.as_ref().map(|m| m.provenance.clone()),
@@ -120,7 +147,7 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
                     );
                 }
                 if s.fresh {
-                    println!("  fresh: yes");
+                    println!("  fresh: yes (the key setup would compute now)");
                 } else {
                     println!("  fresh: no ({})", s.stale_because.join("; "));
                 }

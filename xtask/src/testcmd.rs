@@ -43,6 +43,8 @@ pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::proces
     let ctx = &test_ctx;
     // The build tests compile real llama.cpp: cmake and ninja must be there first.
     crate::prereq::ensure_build_tools(ctx)?;
+    // tests/lib_pkg_config.rs links a C program through the installed llama.pc: pkg-config.
+    crate::prereq::ensure_test_tools(ctx)?;
     // tests/arm64_qemu.rs cross-builds llama.cpp for arm64 and runs it under qemu-aarch64: the
     // arm64 cross compilers and qemu-user (docs/arm64.md). Only an x86-64 Linux host cross-builds.
     if cfg!(all(target_os = "linux", target_arch = "x86_64")) {

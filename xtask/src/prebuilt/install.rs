@@ -147,7 +147,7 @@ fn install_artifact(
     progress: &dyn Progress,
 ) -> anyhow::Result<Installed> {
     let key = key_of(&artifact.sha256);
-    let fingerprint = crate::setup::fingerprint_of(host);
+    let fingerprint = crate::key::fingerprint_of(host);
     let cache = Cache::new(&ctx.cache_dir);
     let _lock = cache.lock(&key, || {
         ctx.info(format!(
@@ -241,8 +241,9 @@ fn install_artifact(
                 nvcc: None,
                 cross: None,
                 vulkan_headers: None,
+                ..Default::default()
             },
-            runtime_source: None,
+            ..Default::default()
         };
         Ok(Manifest {
             schema: 1,
@@ -289,7 +290,7 @@ pub fn stale_because(m: &Manifest, pin_digest: &str, host: &Machine) -> Vec<Stri
     }
     out.extend(cache::explain_fingerprint(
         &m.fingerprint,
-        &crate::setup::fingerprint_of(host),
+        &crate::key::fingerprint_of(host),
     ));
     out
 }

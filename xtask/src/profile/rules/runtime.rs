@@ -26,8 +26,10 @@ pub fn runtime_defaults(
     let ram_gib = m.memory.as_ref().map(|x| x.total_bytes >> 30);
     let (ctx_size, ctx_why) = match (o.runtime.ctx_size, ram_gib) {
         (Some(c), _) => (c, format!("override from {src}")),
-        (None, Some(r)) if r < 4 => (2048, format!("{r} GiB RAM: a small KV cache")),
-        (None, Some(r)) => (4096, format!("{r} GiB RAM; capped at load time to the model's trained context and to free memory")),
+        // The text names the RAM class, not the figure: it is embedded in the binary, and a
+        // different amount of RAM in the same class must not change the build's key.
+        (None, Some(r)) if r < 4 => (2048, "under 4 GiB RAM: a small KV cache".to_string()),
+        (None, Some(_)) => (4096, "4 GiB RAM or more; capped at load time to the model's trained context and to free memory".to_string()),
         (None, None) => (4096, "RAM unknown; capped at load time to the model's trained context".into()),
     };
     RuntimeDefaults {
