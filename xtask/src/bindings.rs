@@ -61,7 +61,7 @@ fn libclang_need() -> crate::prereq::Need {
 
 /// The pinned tree's public headers gathered in one folder, as an install prefix has them.
 fn pinned_headers(ctx: &Ctx, into: &Path) -> anyhow::Result<()> {
-    let plan = crate::source::plan_from_args(ctx, &crate::cli::SourceArgs::default())?;
+    let plan = crate::source::plan_from_args(ctx, &crate::source::SourceArgs::default())?;
     let tree = crate::source::obtain(&plan, &crate::progress::Silent)?;
     fs_err::create_dir_all(into)?;
     for dir in [
@@ -78,7 +78,7 @@ fn pinned_headers(ctx: &Ctx, into: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(ctx: &Ctx, args: &crate::cli::BindingsArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(ctx: &Ctx, args: &BindingsArgs) -> anyhow::Result<std::process::ExitCode> {
     if find_libclang().is_none() {
         crate::prereq::install(ctx, &[libclang_need()])?;
     }
@@ -103,4 +103,13 @@ pub fn run(ctx: &Ctx, args: &crate::cli::BindingsArgs) -> anyhow::Result<std::pr
     let _ = fs_err::remove_dir_all(&headers);
     result?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct BindingsArgs {
+    /// Compare instead of writing: fail with a diff when the checked-in bindings are stale
+    #[arg(long)]
+    pub check: bool,
 }

@@ -204,11 +204,7 @@ pub struct CrossReport {
 
 /// `cargo xtask cross --machine FILE`: the path `dist` takes for an arm64 variant on this host
 /// (same `artifact::ensure`, same cache), for any declared Machine, without packing.
-pub fn run(
-    ctx: &Ctx,
-    args: &crate::cli::CrossArgs,
-    progress: &dyn Progress,
-) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, args: &CrossArgs, progress: &dyn Progress) -> anyhow::Result<ExitCode> {
     let host = crate::prereq::ensure_build_tools(ctx)?;
     let target = ctx.machine(Some(&args.machine))?;
     if target.origin != Origin::Declared {
@@ -226,7 +222,7 @@ pub fn run(
     }
     crate::prereq::ensure_cross_tools(ctx, &target.arch.value)?;
     let profile = crate::profile::plan(&target, &Default::default());
-    let plan = crate::source::plan_from_args(ctx, &crate::cli::SourceArgs::default())?;
+    let plan = crate::source::plan_from_args(ctx, &crate::source::SourceArgs::default())?;
     let tree = crate::source::obtain(&plan, progress)?;
     let name = target.name.clone().unwrap_or_else(|| "cross".into());
     let e = artifact::ensure(
@@ -346,6 +342,18 @@ pub const HWCAPS: &[(&str, &[(&str, &str)])] = &[
 /// The HWCAP bits of one required feature; `None` for a feature we cannot check.
 pub fn hwcaps_of(feature: &str) -> Option<&'static [(&'static str, &'static str)]> {
     HWCAPS.iter().find(|(f, _)| *f == feature).map(|(_, h)| *h)
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct CrossArgs {
+    /// A declared Machine (JSON) of another architecture, e.g. tests/fixtures/machines/declared-linux-arm64-v82-dotprod.json
+    #[arg(long, value_name = "FILE")]
+    pub machine: std::path::PathBuf,
+    /// Rebuild even when the cache holds this build
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[cfg(test)]

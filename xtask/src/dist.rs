@@ -4,7 +4,6 @@
 //! verification report are packed into a deterministic archive with a manifest beside it.
 
 use crate::artifact::{self, Reference, Request};
-use crate::cli::DistArgs;
 use crate::context::Ctx;
 use crate::prebuilt::manifest::{
     self, ArchiveRef, Manifest, VerificationStatus, VerificationSummary, MANIFEST_SCHEMA,
@@ -93,7 +92,7 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
         }
     }
     let profile = crate::profile::plan(&variant.machine, &Default::default());
-    let plan = crate::source::plan_from_args(ctx, &crate::cli::SourceArgs::default())?;
+    let plan = crate::source::plan_from_args(ctx, &crate::source::SourceArgs::default())?;
     let tree = crate::source::obtain(&plan, progress)?;
     let built = artifact::ensure(
         ctx,
@@ -129,9 +128,10 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
     // The portable reference logits always travel in the archive, computed here (this host can
     // always run its portable build), so the target verifies the archive where it is installed
     // even when nothing could run here.
-    let checked: Option<artifact::Verification> = serde_json::from_value(verification.clone()).ok();
+    let checked: Option<crate::verify::prefix::Verification> =
+        serde_json::from_value(verification.clone()).ok();
     let ran = checked.as_ref().and_then(|v| v.runtime.as_ref());
-    let model = artifact::tiny_model(ctx)?;
+    let model = crate::verify::prefix::tiny_model(ctx)?;
     let (model_sha256, _) = crate::hashing::sha256_file(&model)?;
     // The recorded reference logits travel only when they were computed on this very model (the
     // report records its sha256); otherwise they are computed again on it.
@@ -220,7 +220,7 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
 /// The manifest's verification summary: `verified` only when the runtime's checks ran and
 /// passed here; otherwise `not_run` with the reason.
 fn summarize(
-    checked: Option<&artifact::Verification>,
+    checked: Option<&crate::verify::prefix::Verification>,
     ran: Option<&crate::verify::runtime::RuntimeReport>,
 ) -> VerificationSummary {
     match (checked, ran) {
@@ -255,4 +255,23 @@ fn summarize(
             ),
         },
     }
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct DistArgs {
+    /// The variant to build (`cargo xtask ci matrix` lists them)
+    #[arg(long, value_name = "NAME")]
+    pub variant: String,
+    /// Folder for the archive and its manifest
+    #[arg(long, default_value = "dist", value_name = "DIR")]
+    pub out: std::path::PathBuf,
+    /// Rebuild even when the cache holds the variant's build
+    #[arg(long)]
+    pub force: bool,
+    /// `wheels`: compile a CUDA variant with the CUDA 13 toolkit from NVIDIA's Python wheels
+    /// (installed into the cache on first use; docs/cuda.md)
+    #[arg(long, value_name = "wheels", value_parser = ["wheels"])]
+    pub cuda_toolkit: Option<String>,
 }

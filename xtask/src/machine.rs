@@ -439,3 +439,17 @@ impl crate::error::Hint for MachineFileError {
         })
     }
 }
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+/// Where the Machine comes from.
+#[derive(Debug, clap::Args, Clone, Default)]
+pub struct MachineArg {
+    /// Use a recorded Machine (JSON printed by `probe --json`) instead of probing this one
+    #[arg(long, value_name = "FILE")]
+    pub machine: Option<std::path::PathBuf>,
+    /// `wheels`: compile CUDA with the toolkit from NVIDIA's CUDA 13 Python wheels, installed
+    /// into the cache on first use (replaces the machine's own toolkit; see docs/cuda.md)
+    #[arg(long, value_name = "wheels", value_parser = ["wheels"])]
+    pub cuda_toolkit: Option<String>,
+}

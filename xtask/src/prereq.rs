@@ -582,7 +582,7 @@ pub fn ensure_build_tools(ctx: &Ctx) -> anyhow::Result<Machine> {
 }
 
 /// `cargo xtask prereqs`: show (or install, with `--install`) what a build needs.
-pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(ctx: &Ctx, args: &PrereqArgs) -> anyhow::Result<std::process::ExitCode> {
     let wants_vulkan = |m: &Machine| -> anyhow::Result<bool> {
         if args.vulkan {
             return Ok(true);
@@ -704,6 +704,30 @@ pub fn run(ctx: &Ctx, args: &crate::cli::PrereqArgs) -> anyhow::Result<std::proc
     } else {
         std::process::ExitCode::from(1)
     })
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct PrereqArgs {
+    /// Install what is missing through the system package manager (asks first unless --yes/CI)
+    #[arg(long)]
+    pub install: bool,
+    /// With --install: also install the CUDA 13 toolkit from NVIDIA's Python wheels into the
+    /// cache (nvcc, cudart, cuBLAS; about 1 GiB; python3-pip through the package manager if missing)
+    #[arg(long, requires = "install")]
+    pub cuda_wheels: bool,
+    /// Also what cross-building for ARCH and running it under emulation needs (`aarch64`: the
+    /// arm64 cross compilers and qemu-user)
+    #[arg(long, value_name = "ARCH")]
+    pub cross: Option<String>,
+    /// Also what a Vulkan build needs (loader, glslc, SPIR-V headers, vulkaninfo, headers new
+    /// enough for the pinned tree); implied when the profile (with --overrides) chooses Vulkan
+    #[arg(long)]
+    pub vulkan: bool,
+    /// Override file consulted for `[backends] vulkan` [default: profiles/local.toml]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub struct SetupReport {
 
 pub fn run(
     ctx: &Ctx,
-    args: &crate::cli::SetupArgs,
+    args: &crate::setup_plan::SetupArgs,
     progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
@@ -212,7 +212,7 @@ pub fn run(
 /// The model (with `--model`) and the report, for both source builds and prebuilts.
 fn finish(
     ctx: &Ctx,
-    args: &crate::cli::SetupArgs,
+    args: &crate::setup_plan::SetupArgs,
     machine: &Machine,
     progress: &dyn crate::progress::Progress,
     mut report: SetupReport,

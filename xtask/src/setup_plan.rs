@@ -236,7 +236,7 @@ pub fn decide(
 /// machine the build is for (`host`, or the `--machine` recording).
 pub fn plan(
     ctx: &Ctx,
-    args: &crate::cli::SetupArgs,
+    args: &SetupArgs,
     host: &Machine,
     target: &Machine,
     cuda_wheels: Option<String>,
@@ -591,6 +591,49 @@ pub fn text(p: &SetupPlan) -> String {
         line(format!("  model:   {m} (fetched afterwards)"));
     }
     s
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct SetupArgs {
+    /// Override file [default: profiles/local.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub machine: crate::machine::MachineArg,
+    /// Rebuild from source even when the cache holds this machine's build for the key; no
+    /// prebuilt is installed
+    #[arg(long)]
+    pub force: bool,
+    /// Build and verify only the llama.cpp libraries (for linking your own program): no runtime
+    #[arg(long)]
+    pub lib_only: bool,
+    /// Build, verify and cache, but leave `current` (what `status` and `run` use) unchanged:
+    /// for a second variant beside the machine's tuned build (e.g. Vulkan on lavapipe)
+    #[arg(long)]
+    pub keep_current: bool,
+    /// Prebuilt index (a path or an https:// URL; repeatable): a fitting prebuilt is installed
+    /// only when this machine's tuned build is not cached for the current key (a fresh tuned
+    /// build always wins) and neither --from-source nor --force is given
+    #[arg(
+        long,
+        value_name = "PATH|URL",
+        env = "TUNELLAMA_PREBUILT_INDEX",
+        value_delimiter = ' '
+    )]
+    pub prebuilt_index: Vec<String>,
+    /// Never install a prebuilt (even with indexes configured): always build from source
+    #[arg(long)]
+    pub from_source: bool,
+    /// Accept plain http:// prebuilt URLs (loopback test servers)
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Also fetch (checksummed) a model from the catalog: a name, or `auto` for the recommended one
+    #[arg(long, value_name = "NAME|auto")]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub source: crate::source::SourceArgs,
 }
 
 #[cfg(test)]

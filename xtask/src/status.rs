@@ -27,7 +27,7 @@ pub struct Status {
     pub verification: Option<serde_json::Value>,
 }
 
-pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<std::process::ExitCode> {
     let cache = Cache::new(&ctx.cache_dir);
     let current = cache.current();
     let manifest = current
@@ -157,13 +157,10 @@ pub fn status(ctx: &Ctx, args: &crate::cli::StatusArgs) -> anyhow::Result<std::p
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-pub fn cache_cmd(
-    ctx: &Ctx,
-    args: &crate::cli::CacheArgs,
-) -> anyhow::Result<std::process::ExitCode> {
+pub fn cache_cmd(ctx: &Ctx, args: &CacheArgs) -> anyhow::Result<std::process::ExitCode> {
     let cache = Cache::new(&ctx.cache_dir);
     match &args.command {
-        crate::cli::CacheCommand::Ls => {
+        CacheCommand::Ls => {
             let current = cache.current();
             let entries = cache.list();
             if ctx.json {
@@ -199,7 +196,7 @@ pub fn cache_cmd(
                 }
             }
         }
-        crate::cli::CacheCommand::Gc { keep } => {
+        CacheCommand::Gc { keep } => {
             let removed = cache.gc(*keep)?;
             if ctx.json {
                 println!("{}", serde_json::json!({ "removed": removed }));
@@ -251,4 +248,45 @@ impl crate::error::Hint for NoRuntime {
     fn hint(&self) -> Option<String> {
         Some("run `cargo xtask setup` first; it builds and verifies the runtime".into())
     }
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Arguments for the runtime (after `--`)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Override file [default: profiles/local.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<std::path::PathBuf>,
+    /// The source `setup` would use (freshness compares with the key it would compute)
+    #[command(flatten)]
+    pub source: crate::source::SourceArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CacheCommand {
+    /// List cached builds (the current one is marked *)
+    Ls,
+    /// Remove cached builds except the current one and the N most recent others
+    Gc {
+        /// How many non-current entries to keep
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+    },
 }

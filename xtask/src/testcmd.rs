@@ -34,7 +34,7 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
     c
 }
 
-pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<std::process::ExitCode> {
     // What the tests fetch into a cache (Vulkan headers) goes into the test cache too.
     let test_ctx = Ctx {
         cache_dir: test_cache_dir(),
@@ -128,4 +128,13 @@ pub fn run(ctx: &Ctx, args: &crate::cli::TestArgs) -> anyhow::Result<std::proces
             .run_inherit()?;
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Extra arguments passed to `cargo test` (e.g. a test name filter)
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
 }

@@ -456,11 +456,7 @@ pub fn write_with_progress(
 }
 
 /// `cargo xtask testmodel`.
-pub fn run(
-    ctx: &Ctx,
-    args: &crate::cli::TestModelArgs,
-    progress: &dyn Progress,
-) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Ctx, args: &TestModelArgs, progress: &dyn Progress) -> anyhow::Result<ExitCode> {
     let spec = Spec::named(args.shape, args.quant, args.seed);
     let started = std::time::Instant::now();
     let w = write_with_progress(&spec, &args.output, progress)?;
@@ -490,6 +486,24 @@ pub fn run(
         ctx.info(format!("written in {seconds:.1} s"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct TestModelArgs {
+    /// Model shape: tiny (64 wide, 2 layers) or bench (~0.37B parameters)
+    #[arg(long, value_enum)]
+    pub shape: crate::testmodel::ShapeName,
+    /// Storage of the weight matrices [default: f32 for tiny, q8_0 for bench]
+    #[arg(long, value_enum)]
+    pub quant: Option<crate::testmodel::Quant>,
+    /// Seed of the weights: same seed, same bytes
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+    /// The .gguf file to write (its folder must exist)
+    #[arg(long, short, value_name = "PATH")]
+    pub output: std::path::PathBuf,
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 //! hit both alike), and prints pp/tg tokens/s for each build and the tuned/portable ratio.
 
 use crate::artifact::{self, Ensured, Reference, Request};
-use crate::cli::BenchBuildsArgs;
 use crate::cmd::Cmd;
 use crate::context::Ctx;
 use crate::progress::Progress;
@@ -143,7 +142,7 @@ pub fn run(ctx: &Ctx, a: &BenchBuildsArgs, progress: &dyn Progress) -> anyhow::R
     let host = crate::prereq::ensure_build_tools(ctx)?;
     let overrides = crate::profile::load_overrides(ctx, None)?;
     let profile = crate::profile::plan(&host, &overrides);
-    let plan = crate::source::plan_from_args(ctx, &crate::cli::SourceArgs::default())?;
+    let plan = crate::source::plan_from_args(ctx, &crate::source::SourceArgs::default())?;
     let tree = crate::source::obtain(&plan, progress)?;
     let tuned = artifact::ensure(
         ctx,
@@ -265,6 +264,36 @@ fn print_table(r: &BenchReport) {
             row.ratio
         );
     }
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+/// `cargo xtask bench` without a subcommand: the tuned build against the portable baseline.
+#[derive(Debug, clap::Args, Clone)]
+pub struct BenchBuildsArgs {
+    /// Model shape: `bench` (~0.4B parameters, realistic) or `tiny` (seconds; for tests)
+    #[arg(long, default_value = "bench", value_name = "SHAPE")]
+    pub shape: String,
+    /// Weight types to measure, comma-separated
+    #[arg(
+        long,
+        default_value = "q8_0,q4_0",
+        value_delimiter = ',',
+        value_name = "TYPES"
+    )]
+    pub quant: Vec<String>,
+    /// Prompt-processing test size (tokens in one batch)
+    #[arg(short = 'p', long, default_value_t = 512, value_name = "N")]
+    pub prompt_tokens: u32,
+    /// Generation test size (tokens, one at a time)
+    #[arg(short = 'n', long, default_value_t = 128, value_name = "N")]
+    pub gen_tokens: u32,
+    /// Rounds; each round runs both builds once, alternating, so drift hits both alike
+    #[arg(short = 'r', long, default_value_t = 3, value_name = "N")]
+    pub rounds: u32,
+    /// Threads for both builds [default: the profile's]
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<u32>,
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! `bench download`: serves a generated file from a loopback HTTP server and times our download
 //! path (streaming, hashing, verifying, renaming) against `curl -o` fetching the same URL.
 
-use crate::cli::BenchDownloadArgs;
 use crate::cmd::Cmd;
 use crate::context::Ctx;
 use crate::download::{self, Expected, Sha256Hex};
@@ -228,4 +227,16 @@ fn serve(stream: TcpStream, body: &[u8]) -> std::io::Result<()> {
         w.write_all(chunk)?;
     }
     w.flush()
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct BenchDownloadArgs {
+    /// Size of the served file
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub size_mib: u64,
+    /// Runs of each client (the best run counts)
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub runs: u32,
 }

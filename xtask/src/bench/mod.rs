@@ -4,7 +4,6 @@
 pub mod builds;
 pub mod download;
 
-use crate::cli::{BenchArgs, BenchCommand};
 use crate::context::Ctx;
 use std::process::ExitCode;
 
@@ -17,4 +16,20 @@ pub fn run(
         None => builds::run(ctx, &args.builds, progress),
         Some(BenchCommand::Download(a)) => download::run(ctx, a),
     }
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    #[command(flatten)]
+    pub builds: crate::bench::builds::BenchBuildsArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Download throughput with hashing, against `curl -o` on the same loopback server
+    Download(crate::bench::download::BenchDownloadArgs),
 }

@@ -10,7 +10,6 @@ pub mod readme_table;
 pub mod runners;
 pub mod workflow;
 
-use crate::cli::{CiArgs, CiCommand};
 use crate::context::Ctx;
 use std::process::ExitCode;
 
@@ -48,4 +47,26 @@ pub fn run(ctx: &Ctx, args: &CiArgs) -> anyhow::Result<ExitCode> {
         CiCommand::Lint => actionlint::lint_workflow(ctx)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct CiArgs {
+    #[command(subcommand)]
+    pub command: CiCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CiCommand {
+    /// Print ci/matrix.toml's variants and their requirements (--json: `{"include": [...]}`)
+    Matrix,
+    /// Render .github/workflows/prebuilt.yml from ci/matrix.toml and ci/workflow.yml.j2
+    Generate {
+        /// Write nothing; fail with a diff when the checked-in file differs
+        #[arg(long)]
+        check: bool,
+    },
+    /// Run actionlint on the generated workflow (installs it into target/actionlint first)
+    Lint,
 }

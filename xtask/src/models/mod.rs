@@ -6,7 +6,6 @@ pub mod fetch;
 pub mod recommend;
 pub mod store;
 
-use crate::cli::{ModelsArgs, ModelsCommand};
 use crate::context::Ctx;
 use crate::download::{self, DownloadError};
 use crate::machine::Machine;
@@ -329,4 +328,85 @@ fn verify(ctx: &Ctx, store: &Store, models: &[&Model]) -> anyhow::Result<ExitCod
 /// Facts about a stored model's file, read from its GGUF header.
 pub fn facts(path: &Path) -> Result<crate::gguf::Facts, crate::gguf::GgufError> {
     Ok(crate::gguf::read_header(path)?.facts())
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+/// Extra catalogs, read after `models/catalog.toml` and `models/local.toml`.
+#[derive(Debug, clap::Args, Clone, Default)]
+pub struct CatalogArg {
+    /// A catalog file of your own (repeatable); its entries override same-named ones
+    #[arg(long = "catalog", value_name = "FILE")]
+    pub catalog: Vec<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ModelsCommand {
+    /// List the catalog's models with what fits this machine and what is stored
+    List {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        #[command(flatten)]
+        machine: crate::machine::MachineArg,
+    },
+    /// The best model for this machine's RAM/VRAM, and why
+    Recommend {
+        #[command(flatten)]
+        catalog: CatalogArg,
+        #[command(flatten)]
+        machine: crate::machine::MachineArg,
+        /// What the model is for
+        #[arg(long, default_value = "chat", value_parser = ["chat", "code", "embedding"])]
+        purpose: String,
+    },
+    /// Download models, verify size and sha256, and store them
+    Fetch(FetchArgs),
+    /// Re-hash stored models (all stored ones, or NAME); a mismatching file is removed
+    Verify {
+        name: Option<String>,
+        #[command(flatten)]
+        catalog: CatalogArg,
+    },
+    /// Print the absolute path of a stored, verified model (exit status 1 when absent)
+    Path {
+        name: String,
+        #[command(flatten)]
+        catalog: CatalogArg,
+    },
+    /// Remove a stored model
+    Rm {
+        name: String,
+        #[command(flatten)]
+        catalog: CatalogArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// Catalog names of the models to fetch
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub catalog: CatalogArg,
+    /// Accept plain http:// sources (no integrity or privacy on the way; the sha256 still holds)
+    #[arg(long)]
+    pub allow_http: bool,
+    /// Use only what is stored; fail instead of downloading
+    #[arg(long)]
+    pub offline: bool,
+    /// Retries after transient failures (connection errors, timeouts, 5xx)
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+    /// First wait before a retry, doubled each time [default: 1000]
+    #[arg(long, value_name = "MS", hide = true)]
+    pub backoff_ms: Option<u64>,
+    /// Seconds without data after which a transfer counts as stalled [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub stall_timeout: Option<f64>,
 }

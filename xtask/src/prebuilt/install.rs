@@ -9,11 +9,12 @@
 //! cache with provenance "prebuilt". Nothing is installed on any failure.
 
 use super::{index::Index, select};
-use crate::artifact::{Outcome, Verification};
+use crate::artifact::Outcome;
 use crate::cache::{self, Cache, KeyInputs, Lookup, Manifest, Toolchain};
 use crate::context::Ctx;
 use crate::machine::Machine;
 use crate::progress::Progress;
+use crate::verify::prefix::Verification;
 use serde::Serialize;
 use std::path::Path;
 
@@ -187,7 +188,7 @@ fn install_artifact(
         }
         // The archive carries the portable reference logits of the verification model
         // (reference-logits.json; older archives only inside their verification report).
-        let ours = crate::artifact::tiny_model(ctx)?;
+        let ours = crate::verify::prefix::tiny_model(ctx)?;
         let (ours_sha256, _) = crate::hashing::sha256_file(&ours)?;
         let carried = super::reference::read(&prefix)?
             .map(|r| r.for_model(&ours, &ours_sha256))
@@ -208,7 +209,7 @@ fn install_artifact(
                     )
                 })
         });
-        let from_archive = |_: &Path| -> anyhow::Result<crate::artifact::ReferenceLogits> {
+        let from_archive = |_: &Path| -> anyhow::Result<crate::verify::prefix::ReferenceLogits> {
             reference.clone().map(Some).ok_or_else(|| {
                 anyhow::anyhow!(
                     "prebuilt {} carries no reference logits to verify against",
@@ -216,7 +217,7 @@ fn install_artifact(
                 )
             })
         };
-        let v = crate::artifact::verify_prefix(
+        let v = crate::verify::prefix::verify_prefix(
             ctx,
             host,
             &format!("prebuilt {}", artifact.variant),

@@ -271,9 +271,8 @@ fn copy_verified(
 /// `cargo xtask prebuilt ...`.
 pub fn run(
     ctx: &crate::context::Ctx,
-    args: &crate::cli::PrebuiltArgs,
+    args: &PrebuiltArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use crate::cli::PrebuiltCommand;
     match &args.command {
         PrebuiltCommand::Index {
             from,
@@ -372,4 +371,39 @@ pub(crate) mod tests {
         assert_eq!(r.backend, Backend::Cpu);
         assert!(r.cpu_features.contains(&"avx512f".to_string()));
     }
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct PrebuiltArgs {
+    #[command(subcommand)]
+    pub command: PrebuiltCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PrebuiltCommand {
+    /// Build the prebuilt index from the manifests (and archives) `dist` wrote into DIR
+    Index {
+        /// Folder with `*.manifest.json` and the archives they name
+        #[arg(long, value_name = "DIR")]
+        from: std::path::PathBuf,
+        /// URL the archives will be published under [default: none: URLs relative to the index]
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// Write the index to FILE (atomically) instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Which artifact of an index fits this machine, and why each other one does not
+    Select {
+        /// The index: a path or an https:// URL
+        #[arg(long, value_name = "PATH|URL")]
+        index: String,
+        #[command(flatten)]
+        machine: crate::machine::MachineArg,
+        /// Accept plain http:// URLs
+        #[arg(long)]
+        allow_http: bool,
+    },
 }

@@ -562,10 +562,7 @@ fn probe_rocm(opts: &ProbeOptions) -> Detection<Rocm> {
 }
 
 /// `cargo xtask probe`: print the Machine.
-pub fn run(
-    ctx: &crate::context::Ctx,
-    args: &crate::cli::ProbeArgs,
-) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(ctx: &crate::context::Ctx, args: &ProbeArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut opts = ProbeOptions::for_host(&ctx.cache_dir);
     opts.timeout = Duration::from_secs(args.timeout);
     let m = probe(&opts);
@@ -639,4 +636,13 @@ mod tests {
         let sys = crate::fsx::private_temp_dir(None, "probe-").unwrap();
         assert!(sys.path().starts_with(std::env::temp_dir()));
     }
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Seconds after which a probe command (e.g. a wedged nvidia-smi) is stopped
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub timeout: u64,
 }

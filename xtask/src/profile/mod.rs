@@ -220,7 +220,7 @@ pub fn decisions_hash(decisions: &[Decision]) -> String {
 /// `cargo xtask profile`.
 pub fn run(
     ctx: &crate::context::Ctx,
-    args: &crate::cli::ProfileArgs,
+    args: &ProfileArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
     let mut machine = ctx.machine(args.machine.machine.as_deref())?;
     if args.machine.cuda_toolkit.as_deref() == Some("wheels") {
@@ -264,4 +264,21 @@ pub fn load_overrides(
         None => ctx.repo_root.join("profiles/local.toml"),
     };
     Ok(Overrides::load(&path)?)
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub machine: crate::machine::MachineArg,
+    /// Print every decision with the fact that chose it, and why each backend was or was not chosen
+    #[arg(long)]
+    pub explain: bool,
+    /// Override file [default: profiles/local.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub overrides: Option<std::path::PathBuf>,
+    /// Also write the CMake script to FILE (atomically)
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }

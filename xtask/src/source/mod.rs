@@ -380,10 +380,7 @@ pub fn tree_text(t: &Tree) -> String {
 }
 
 /// The pin and options the CLI flags describe, planned (shared by `source` and `setup`).
-pub fn plan_from_args(
-    ctx: &crate::context::Ctx,
-    args: &crate::cli::SourceArgs,
-) -> anyhow::Result<SourcePlan> {
+pub fn plan_from_args(ctx: &crate::context::Ctx, args: &SourceArgs) -> anyhow::Result<SourcePlan> {
     let pin_path = args
         .pin
         .clone()
@@ -405,7 +402,7 @@ pub fn plan_from_args(
 /// `cargo xtask source`: obtain + verify, print the Tree.
 pub fn run(
     ctx: &crate::context::Ctx,
-    args: &crate::cli::SourceArgs,
+    args: &SourceArgs,
     progress: &dyn Progress,
 ) -> anyhow::Result<std::process::ExitCode> {
     let plan = plan_from_args(ctx, args)?;
@@ -420,4 +417,36 @@ pub fn run(
         print!("{}", tree_text(&tree));
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args, Default)]
+pub struct SourceArgs {
+    /// How to obtain the tree
+    #[arg(long, value_enum, default_value_t)]
+    pub transport: crate::source::Transport,
+    /// git: repository URL or local path [default: the pin's upstream repository]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// git: commit, tag or branch to fetch [default: the pin's upstream commit]
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+    /// path: the llama.cpp checkout to use
+    #[arg(long, value_name = "DIR", required_if_eq("transport", "path"))]
+    pub path: Option<std::path::PathBuf>,
+    /// Accept a tree that differs from the pin; it is marked unpinned everywhere it is shown
+    #[arg(long)]
+    pub allow_unpinned: bool,
+    /// Use only what cargo's cache (or the git cache) already holds
+    #[arg(long)]
+    pub offline: bool,
+    /// The pin to verify against [default: profiles/llama.pin.toml]
+    #[arg(long, value_name = "FILE")]
+    pub pin: Option<std::path::PathBuf>,
+    /// Print the plan and change nothing (`setup`: tools it would install, source, key, cache hit
+    /// or build, prebuilt candidate and which is used and why; text, or JSON with --json.
+    /// `source`: the source plan as JSON)
+    #[arg(long)]
+    pub dry_run: bool,
 }

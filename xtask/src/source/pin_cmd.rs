@@ -34,7 +34,7 @@ pub fn pin_tree(
     root: &Path,
     current: Option<&Pin>,
     registry: Option<RegistryPin>,
-    args: &crate::cli::PinArgs,
+    args: &PinArgs,
 ) -> Result<PinOutcome, super::SourceError> {
     let inputs: Vec<String> = match current {
         Some(p) => p.tree.inputs.clone(),
@@ -119,10 +119,7 @@ pub fn write(pin_path: &Path, out: &PinOutcome) -> std::io::Result<()> {
     fs_err::write(out.pin.manifest_path(pin_path), text)
 }
 
-pub fn run(
-    ctx: &crate::context::Ctx,
-    args: &crate::cli::PinArgs,
-) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(ctx: &crate::context::Ctx, args: &PinArgs) -> anyhow::Result<std::process::ExitCode> {
     let pin_path = args
         .pin
         .clone()
@@ -207,4 +204,37 @@ pub fn run(
         print!("{}", out.pin.render());
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+// --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
+
+#[derive(Debug, clap::Args, Default)]
+pub struct PinArgs {
+    /// The llama.cpp tree to pin (a folder)
+    #[arg(long, value_name = "DIR", conflicts_with = "crate_version")]
+    pub tree: Option<std::path::PathBuf>,
+    /// Fetch this version of the pin's crate through cargo and pin the tree it ships
+    #[arg(long, value_name = "VERSION")]
+    pub crate_version: Option<String>,
+    /// Record this upstream commit (full 40-hex id)
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    /// Record this upstream release tag (`b6123` also sets the build number)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// The upstream repository URL to record
+    #[arg(long, value_name = "URL")]
+    pub repository: Option<String>,
+    /// LLAMA_BUILD_NUMBER to record [default: from the tag, else 0]
+    #[arg(long, value_name = "N")]
+    pub build_number: Option<u64>,
+    /// Write the pin and its manifest instead of printing the pin
+    #[arg(long)]
+    pub write: bool,
+    /// With --crate-version: use only cargo's cache
+    #[arg(long)]
+    pub offline: bool,
+    /// The pin file [default: profiles/llama.pin.toml]
+    #[arg(long, value_name = "FILE")]
+    pub pin: Option<std::path::PathBuf>,
 }

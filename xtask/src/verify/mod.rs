@@ -5,6 +5,7 @@
 use crate::build::{LinkDescription, LINK_FILE};
 pub mod emulated;
 pub mod features;
+pub mod prefix;
 pub mod runtime;
 
 use crate::cmd::Cmd;
