@@ -250,13 +250,13 @@ pub fn fingerprint_for(profile: &Profile, host: &Machine) -> Fingerprint {
     fingerprint_with(|name| profile.decision(name) == Some("ON"), host)
 }
 
-/// Only what the build's backend runs on: NVIDIA GPUs, driver and CUDA version for a CUDA build;
-/// the Vulkan devices and driver for a Vulkan build; nothing for a CPU build (a toolkit or GPU
-/// appearing does not touch it: a GPU the profile then chooses changes the key instead).
+/// The GPUs and driver of `host` for every build (a GPU or driver change re-verifies, and says
+/// so); the CUDA toolkit's version only for a CUDA build (installing the CUDA wheels into the cache
+/// must not make a CPU build look like another machine); the Vulkan devices for a Vulkan build.
 fn fingerprint_with(on: impl Fn(&str) -> bool, host: &Machine) -> Fingerprint {
-    let mut f = Fingerprint::default();
-    if on("GGML_CUDA") {
-        f = fingerprint_of(host);
+    let mut f = fingerprint_of(host);
+    if !on("GGML_CUDA") {
+        f.cuda = None;
     }
     if on("GGML_VULKAN") {
         f.gpus.extend(vulkan_devices_identity(host));
@@ -352,6 +352,7 @@ mod tests {
 
     /// Installing the CUDA wheels (a toolkit, no GPU) neither rebuilds nor re-verifies a CPU
     /// build; a CUDA build's fingerprint has the toolkit version, so a change there re-verifies.
+    /// (A GPU or driver change re-verifies every build: tests/setup_cache.rs.)
     #[test]
     fn a_cpu_builds_fingerprint_ignores_a_cuda_toolkit_appearing() {
         let m = machine();
@@ -367,7 +368,7 @@ mod tests {
         });
         assert_eq!(p.decision("GGML_CUDA"), None);
         assert_eq!(fingerprint_for(&p, &m), fingerprint_for(&p, &with_tk));
-        assert_eq!(fingerprint_for(&p, &with_tk), Fingerprint::default());
+        assert_eq!(fingerprint_for(&p, &with_tk).cuda, None);
         let cuda = Profile {
             decisions: vec![crate::profile::Decision::new(
                 "GGML_CUDA",
