@@ -590,7 +590,9 @@ mod tests {
         std::fs::create_dir(&trap).unwrap();
         std::os::unix::fs::symlink(&victim, trap.join("probe.c")).unwrap();
         let planted = std::env::temp_dir().join(format!("tunellama-probe-{}", std::process::id()));
+        // An older version's probe may have left a real directory there (same pid, another run).
         let _ = std::fs::remove_file(&planted);
+        let _ = std::fs::remove_dir_all(&planted);
         std::os::unix::fs::symlink(&trap, &planted).unwrap();
 
         let cache = tempfile::tempdir().unwrap();
