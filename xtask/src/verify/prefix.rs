@@ -82,7 +82,10 @@ pub fn cannot_run_here(host: &Machine, required: &[String], info: &RuntimeInfo) 
             info.compiled_for.target_arch, host.arch.value
         ));
     }
-    let missing: Vec<&String> = required.iter().filter(|f| !host.cpu.has(f)).collect();
+    let missing: Vec<&String> = required
+        .iter()
+        .filter(|f| !crate::requirements::host_has(host, f))
+        .collect();
     if !missing.is_empty() {
         return Some(format!(
             "needs CPU features this machine lacks: {}",
