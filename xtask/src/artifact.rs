@@ -140,11 +140,26 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
         cache.lookup(&key)
     };
     let (outcome, changes, manifest) = match lookup {
-        Lookup::Hit(m) if m.fingerprint == fingerprint => (Outcome::Hit, Vec::new(), *m),
+        Lookup::Hit(m)
+            if m.fingerprint == fingerprint
+                && crate::verify::prefix::skipped_but_runnable_here(
+                    &m,
+                    &entry.join("prefix"),
+                    req.host,
+                )
+                .is_none() =>
+        {
+            (Outcome::Hit, Vec::new(), *m)
+        }
         Lookup::Hit(mut m) => {
-            let changes = cache::explain_fingerprint(&m.fingerprint, &fingerprint);
+            let mut changes = cache::explain_fingerprint(&m.fingerprint, &fingerprint);
+            changes.extend(crate::verify::prefix::skipped_but_runnable_here(
+                &m,
+                &entry.join("prefix"),
+                req.host,
+            ));
             ctx.info(format!(
-                "{}: same build inputs, but the machine changed ({}): re-verifying the existing build",
+                "{}: same build inputs; re-verifying the existing build: {}",
                 req.label,
                 changes.join("; ")
             ));

@@ -340,13 +340,16 @@ pub fn plan(
                 },
                 Lookup::Hit(m) => {
                     let now = crate::key::fingerprint_for(&profile, host);
-                    if m.fingerprint == now {
+                    let mut changes = crate::cache::explain_fingerprint(&m.fingerprint, &now);
+                    changes.extend(crate::verify::prefix::skipped_but_runnable_here(
+                        &m,
+                        &entry.join("prefix"),
+                        host,
+                    ));
+                    if changes.is_empty() {
                         CacheState::Hit { entry }
                     } else {
-                        CacheState::Reverify {
-                            entry,
-                            changes: crate::cache::explain_fingerprint(&m.fingerprint, &now),
-                        }
+                        CacheState::Reverify { entry, changes }
                     }
                 }
                 Lookup::Absent => CacheState::Build {

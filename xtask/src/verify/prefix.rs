@@ -141,6 +141,30 @@ pub fn smoke(
     Ok(crate::verify::smoke(prefix, &cc, scratch.path())?)
 }
 
+/// Why a cached entry must be verified again on `host` although its inputs and fingerprint are
+/// unchanged: its runtime checks were skipped because the machine that verified it could not run
+/// the build, and this one can (a CPU check that once misjudged this machine, a build made for
+/// another CPU). `None`: its verification stands.
+pub fn skipped_but_runnable_here(
+    m: &crate::cache::Manifest,
+    prefix: &Path,
+    host: &Machine,
+) -> Option<String> {
+    let v: Verification = serde_json::from_value(m.verification.clone()?).ok()?;
+    let skipped = v
+        .skipped
+        .filter(|_| v.runtime.is_none() && v.emulated.is_none())?;
+    if !runtime_build::binary_in(prefix).is_file() {
+        return None;
+    }
+    let info = read_info(prefix).ok()?;
+    cannot_run_here(host, &info.compiled_for.required_cpu_features, &info)
+        .is_none()
+        .then(|| {
+            format!("its runtime checks were skipped ({skipped}), and this machine can run it")
+        })
+}
+
 /// What a prefix's runtime was built for (its runtime-info.json).
 pub fn read_info(prefix: &Path) -> anyhow::Result<RuntimeInfo> {
     let path = prefix.join(runtime_build::INFO_FILE);
@@ -260,4 +284,92 @@ pub fn tiny_model(ctx: &Ctx) -> anyhow::Result<PathBuf> {
         crate::testmodel::write(&spec, &path)?;
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Origin;
+
+    /// A published entry whose runtime checks were skipped, with a runtime requiring `required`.
+    fn entry(dir: &Path, required: &[&str]) -> crate::cache::Manifest {
+        let m = Machine::from_json_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/machines/this-machine-epyc-avx512.json"),
+        )
+        .unwrap();
+        let p = crate::profile::plan(&m, &Default::default());
+        let source = crate::key::SourceId {
+            digest: "d".into(),
+            origin: "o".into(),
+            commit: None,
+            build_number: 0,
+            build_commit: "c".into(),
+            pinned: true,
+        };
+        let mut info = runtime_build::info_for(&m, &p, &source, "k");
+        info.compiled_for.required_cpu_features = required.iter().map(|f| f.to_string()).collect();
+        let prefix = dir.join("prefix");
+        std::fs::create_dir_all(prefix.join("bin")).unwrap();
+        std::fs::write(runtime_build::binary_in(&prefix), "bin").unwrap();
+        std::fs::write(
+            prefix.join(runtime_build::INFO_FILE),
+            serde_json::to_string(&info).unwrap(),
+        )
+        .unwrap();
+        let v = Verification {
+            smoke: crate::verify::SmokeReport {
+                system_info: String::new(),
+                link_command: String::new(),
+            },
+            runtime: None,
+            skipped: Some("needs CPU features this machine lacks: sse3".into()),
+            no_device: None,
+            emulated: None,
+        };
+        crate::cache::Manifest {
+            schema: 1,
+            key: "k".into(),
+            inputs: Default::default(),
+            decisions: Vec::new(),
+            fingerprint: Default::default(),
+            provenance: "source".into(),
+            tree_origin: String::new(),
+            pinned: true,
+            build_seconds: 0.0,
+            files: Vec::new(),
+            verification: Some(serde_json::to_value(&v).unwrap()),
+        }
+    }
+
+    #[test]
+    fn an_entry_whose_runtime_checks_were_skipped_is_reverified_where_it_can_run() {
+        let t = tempfile::tempdir().unwrap();
+        let mut host = Machine::from_json_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/machines/this-machine-epyc-avx512.json"),
+        )
+        .unwrap();
+        // A recorded machine has exactly its recorded features (no CPUID of the test host).
+        host.origin = Origin::Declared;
+        let m = entry(t.path(), &["avx2"]);
+        let why = skipped_but_runnable_here(&m, &t.path().join("prefix"), &host);
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("sse3")),
+            "{why:?}"
+        );
+        // Still not runnable here: the skip stands.
+        let m = entry(t.path(), &["avx2", "no-such-feature"]);
+        assert_eq!(
+            skipped_but_runnable_here(&m, &t.path().join("prefix"), &host),
+            None
+        );
+        // Verified entries are left alone.
+        let mut m = entry(t.path(), &["avx2"]);
+        m.verification = None;
+        assert_eq!(
+            skipped_but_runnable_here(&m, &t.path().join("prefix"), &host),
+            None
+        );
+    }
 }
