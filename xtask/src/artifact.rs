@@ -21,6 +21,9 @@ pub enum Reference {
     Portable,
     /// This build is the reference itself (the portable build).
     SelfIsReference,
+    /// `setup`: the logits shipped beside the pin when they match this tree, model and
+    /// architecture, else the portable build (`shipped_logits.rs`).
+    ShippedOrPortable,
 }
 
 pub struct Request<'a> {
@@ -295,7 +298,7 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
             }
             if req.force {
                 changes.push("--force".into());
-            } else if req.reference == Reference::Portable && cross.is_none() {
+            } else if req.reference != Reference::SelfIsReference && cross.is_none() {
                 if let Some(old) = cache
                     .current()
                     .filter(|c| c != &key)
@@ -460,7 +463,10 @@ pub fn cannot_run_here(host: &Machine, required: &[String], info: &RuntimeInfo) 
             info.compiled_for.target_arch, host.arch.value
         ));
     }
-    let missing: Vec<&String> = required.iter().filter(|f| !host.cpu.has(f)).collect();
+    let missing: Vec<&String> = required
+        .iter()
+        .filter(|f| !crate::requirements::host_has(host, f))
+        .collect();
     if !missing.is_empty() {
         return Some(format!(
             "needs CPU features this machine lacks: {}",
@@ -528,6 +534,9 @@ fn verification(
         Ok(match req.reference {
             Reference::SelfIsReference => None,
             Reference::Portable => Some(portable_reference(ctx, req, model, progress)?),
+            Reference::ShippedOrPortable => Some(crate::shipped_logits::shipped_or_portable(
+                ctx, req.host, req.tree, model, progress,
+            )?),
         })
     };
     Ok((
@@ -727,8 +736,8 @@ pub fn verify_prefix(
             .logits
             .as_ref()
             .map(|l| format!(
-                ", logits within {:.1e} of the portable build",
-                l.max_abs_diff
+                ", logits within {:.1e} of the reference ({})",
+                l.max_abs_diff, l.reference
             ))
             .unwrap_or_default()
     ));

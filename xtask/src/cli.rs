@@ -276,9 +276,19 @@ pub struct PinArgs {
     /// LLAMA_BUILD_NUMBER to record [default: from the tag, else 0]
     #[arg(long, value_name = "N")]
     pub build_number: Option<u64>,
-    /// Write the pin and its manifest instead of printing the pin
+    /// Write the pin and its manifest instead of printing the pin; also (re)computes this
+    /// machine's shipped reference logits (profiles/reference-logits.json) unless --no-reference
     #[arg(long)]
     pub write: bool,
+    /// Compute the reference logits of the pinned tree on this machine (portable build, cached)
+    /// and compare them with the shipped ones; with --write, write them beside the pin. Alone
+    /// (without --tree/--crate-version) it leaves the pin as it is
+    #[arg(long, conflicts_with = "no_reference")]
+    pub reference: bool,
+    /// With --write: do not compute the reference logits (setup then builds the portable
+    /// reference until `pin --reference --write` runs)
+    #[arg(long)]
+    pub no_reference: bool,
     /// With --crate-version: use only cargo's cache
     #[arg(long)]
     pub offline: bool,

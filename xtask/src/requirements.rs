@@ -56,6 +56,23 @@ pub fn required_cpu_features(machine: &Machine, profile: &Profile) -> Vec<String
     out
 }
 
+/// Whether `host` has the CPU feature `name` as a build requires it: on the running x86-64 machine
+/// the runtime's own table decides (CPUID, as its pre-main check does: a native build requires
+/// every feature the compiler enabled, most of which the probe's short list does not name);
+/// otherwise the machine's recorded features.
+pub fn host_has(host: &Machine, name: &str) -> bool {
+    if host.cpu.has(name) {
+        return true;
+    }
+    let running_here = host.origin == Origin::Probed && host.arch.value == std::env::consts::ARCH;
+    #[cfg(target_arch = "x86_64")]
+    if running_here {
+        return cpu_table::x86_detect(name) == Some(true);
+    }
+    let _ = running_here;
+    false
+}
+
 /// The x86 features a compiler enables with `-march=native`: every instruction-set macro (a
 /// `__NAME__` defined to 1, with an upper-case letter; lower-case ones name CPUs for tuning) in
 /// `native` but not in `baseline` (the same compiler's `-march=x86-64` output), as the runtime's
@@ -114,6 +131,29 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn this_machine_has_what_cpuid_reports_even_when_the_probe_list_omits_it() {
+        // A native build requires every feature the compiler enabled (`sse3`, `popcnt`, ...);
+        // the probe lists only the ones profiles decide on, so the host check asks CPUID.
+        let f = cpu_table::X86_FEATURES
+            .iter()
+            .map(|f| f.name)
+            .find(|f| cpu_table::x86_detect(f) == Some(true))
+            .expect("this x86-64 CPU reports some feature of the table");
+        let mut host = machine("avx2-desktop-haswell.json");
+        host.cpu.features.clear();
+        host.arch.value = "x86_64".into();
+        host.origin = Origin::Probed;
+        assert!(host_has(&host, f), "{f}");
+        assert!(!host_has(&host, "no-such-feature"));
+        // A recorded machine has only what it recorded.
+        host.origin = Origin::Declared;
+        assert!(!host_has(&host, f), "{f}");
+        host.cpu.features.push(f.to_string());
+        assert!(host_has(&host, f));
     }
 
     fn required(file: &str) -> Vec<String> {

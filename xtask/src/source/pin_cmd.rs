@@ -139,6 +139,9 @@ pub fn run(
             2,
         )))
     };
+    if args.reference && args.tree.is_none() && args.crate_version.is_none() {
+        return reference_step(ctx, &pin_path, None, args.write, progress.as_ref());
+    }
     let (root, registry) = match (&args.tree, &args.crate_version) {
         (Some(t), None) => (t.clone(), None),
         (None, Some(v)) => {
@@ -168,7 +171,9 @@ pub fn run(
             };
             (pkg.join(sub), Some(reg))
         }
-        _ => anyhow::bail!("pass exactly one of --tree DIR or --crate-version VERSION"),
+        _ => anyhow::bail!(
+            "pass exactly one of --tree DIR or --crate-version VERSION (or --reference alone)"
+        ),
     };
     let mut out = pin_tree(&root, current.as_ref(), registry, args)?;
     if let Some(cur) = &current {
@@ -201,10 +206,55 @@ pub fn run(
             out.pin.manifest_path(&pin_path).display()
         ));
     }
+    if args.write && !args.no_reference {
+        // The shipped reference logits belong to the pin: moving it recomputes them.
+        let r = crate::shipped_logits::run(ctx, &pin_path, Some(&root), true, progress.as_ref())?;
+        report_reference(ctx, &r);
+    } else if args.reference {
+        return reference_step(ctx, &pin_path, Some(&root), args.write, progress.as_ref());
+    } else if args.write {
+        ctx.info(format!(
+            "--no-reference: {} was not updated; `setup` builds the portable reference until `cargo xtask pin --reference --write` runs",
+            crate::shipped_logits::path_beside(&pin_path).display()
+        ));
+    }
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if !args.write {
         print!("{}", out.pin.render());
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn reference_step(
+    ctx: &crate::context::Ctx,
+    pin_path: &Path,
+    root: Option<&Path>,
+    write: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<std::process::ExitCode> {
+    let r = crate::shipped_logits::run(ctx, pin_path, root, write, progress)?;
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        report_reference(ctx, &r);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn report_reference(ctx: &crate::context::Ctx, r: &crate::shipped_logits::ReferenceOutcome) {
+    ctx.info(format!(
+        "reference logits of pin {} on {} ({} logits, model sha256 {}): {}",
+        r.pin_digest, r.arch, r.n_vocab, r.model_sha256, r.computed_by
+    ));
+    ctx.info(match r.previous_worst_ratio {
+        Some(w) => format!(
+            "the shipped logits agree with them: worst |diff| is {w:.3} of the verification tolerance"
+        ),
+        None => format!(
+            "{} had no logits for this pin, architecture and model{}",
+            r.path.display(),
+            if r.written { "; written now" } else { " (write them with --write)" }
+        ),
+    });
 }
