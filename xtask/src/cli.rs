@@ -441,6 +441,25 @@ pub struct BenchBuildsArgs {
 pub enum BenchCommand {
     /// Download throughput with hashing, against `curl -o` on the same loopback server
     Download(BenchDownloadArgs),
+    /// The first setup (fresh clone, empty target dir and cache) against a cold release build of
+    /// a project depending on the `llama-cpp-2` crate (same llama.cpp tree), in one run
+    FirstSetup(BenchFirstSetupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFirstSetupArgs {
+    /// The `llama-cpp-2` version of the peer (its `llama-cpp-sys-2` is held at the pin's version)
+    #[arg(long, default_value = "0.1.160", value_name = "VERSION")]
+    pub peer_version: String,
+    /// Scratch folder (must not exist) [default: a new folder under the cache's tmp/]
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Replace the first-setup section of docs/bench.md with this run's figures
+    #[arg(long)]
+    pub write_doc: bool,
+    /// Keep the scratch folder (clone, target dirs, cache, logs) afterwards
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,10 @@
 //! `cargo xtask bench ...`: measurements that are too slow or too machine-dependent for tests:
-//! tuned vs portable llama.cpp (the default), download throughput (`bench download`).
+//! tuned vs portable llama.cpp (the default), download throughput (`bench download`), the first
+//! setup against a cold build of the `llama-cpp-2` crate (`bench first-setup`).
 
 pub mod builds;
 pub mod download;
+pub mod first_setup;
 
 use crate::cli::{BenchArgs, BenchCommand};
 use crate::context::Ctx;
@@ -16,5 +18,6 @@ pub fn run(
     match &args.command {
         None => builds::run(ctx, &args.builds, progress),
         Some(BenchCommand::Download(a)) => download::run(ctx, a),
+        Some(BenchCommand::FirstSetup(a)) => first_setup::run(ctx, a),
     }
 }
