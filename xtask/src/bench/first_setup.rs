@@ -201,6 +201,14 @@ pub fn run(ctx: &Ctx, a: &BenchFirstSetupArgs) -> anyhow::Result<ExitCode> {
     )?;
     fs_err::write(peer_dir.join("src/main.rs"), PEER_MAIN)?;
     let cargo = crate::env::cargo();
+    // The peer's build script runs bindgen, which needs libclang: installed first, not counted
+    // (as cmake and ninja, which both builds need, are already there or installed by setup).
+    if crate::bindings::find_libclang().is_none() {
+        ctx.info(
+            "peer: `llama-cpp-sys-2`'s bindgen needs libclang; installing it first (not counted)",
+        );
+        crate::prereq::install(ctx, &[crate::bindings::libclang_need()])?;
+    }
     // Resolving and downloading are not part of a cold build (the registry stays warm for both).
     let mut fetch = clean(&cargo);
     fetch.arg("fetch").current_dir(&peer_dir);
@@ -215,6 +223,9 @@ pub fn run(ctx: &Ctx, a: &BenchFirstSetupArgs) -> anyhow::Result<ExitCode> {
         .args(["build", "--release"])
         .current_dir(&peer_dir)
         .env("CARGO_TARGET_DIR", work.join("peer-target"));
+    if let Some(dir) = crate::bindings::find_libclang() {
+        build.env("LIBCLANG_PATH", dir);
+    }
     let peer_s = timed(
         ctx,
         "peer: cargo build --release",
