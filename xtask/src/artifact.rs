@@ -271,13 +271,31 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
         cache.lookup(&key)
     };
     let (outcome, changes, manifest) = match lookup {
-        Lookup::Hit(m) if m.fingerprint == fingerprint => (Outcome::Hit, Vec::new(), *m),
+        Lookup::Hit(m)
+            if m.fingerprint == fingerprint
+                && not_run_but_runs_here(
+                    m.verification.as_ref(),
+                    req.host,
+                    &entry.join("prefix"),
+                )
+                .is_none() =>
+        {
+            (Outcome::Hit, Vec::new(), *m)
+        }
         Lookup::Hit(mut m) => {
-            let changes = cache::explain_fingerprint(&m.fingerprint, &fingerprint);
+            let mut changes = cache::explain_fingerprint(&m.fingerprint, &fingerprint);
+            let mut why = Vec::new();
+            if !changes.is_empty() {
+                why.push(format!("the machine changed ({})", changes.join("; ")));
+            }
+            let stale =
+                not_run_but_runs_here(m.verification.as_ref(), req.host, &entry.join("prefix"));
+            why.extend(stale.clone());
+            changes.extend(stale);
             ctx.info(format!(
-                "{}: same build inputs, but the machine changed ({}): re-verifying the existing build",
+                "{}: same build inputs, but {}: re-verifying the existing build",
                 req.label,
-                changes.join("; ")
+                why.join("; ")
             ));
             let (v, program) =
                 verification(ctx, req, cross, &entry.join("prefix"), &key, progress)?;
@@ -332,6 +350,28 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
         entry,
         changes,
         manifest,
+    })
+}
+
+/// Why a cached entry whose verification did not run its runtime ("not run on this machine:
+/// ...") must be verified now: this host can run it after all (an entry published while the host
+/// check misread this CPU's features). `None` when it was run, or still cannot run here.
+fn not_run_but_runs_here(
+    verification: Option<&serde_json::Value>,
+    host: &Machine,
+    prefix: &Path,
+) -> Option<String> {
+    let v: Verification = serde_json::from_value(verification?.clone()).ok()?;
+    let skipped = v.skipped.filter(|s| {
+        v.runtime.is_none()
+            && v.emulated.is_none()
+            && v.no_device.is_none()
+            && !s.starts_with("--lib-only")
+    })?;
+    let info = read_info(prefix).ok()?;
+    let required = info.compiled_for.required_cpu_features.clone();
+    cannot_run_here(host, &required, &info).is_none().then(|| {
+        format!("its verification did not run the runtime ({skipped}), and this machine can run it")
     })
 }
 
@@ -865,6 +905,48 @@ mod tests {
         let t = crate::setup::toolchain_of(&host);
         assert!(t.vulkan_headers.is_none());
         assert!(!serde_json::to_string(&t).unwrap().contains("vulkan"));
+    }
+
+    #[test]
+    fn an_entry_whose_runtime_was_not_run_is_reverified_when_this_host_can_run_it() {
+        let host = lavapipe_host();
+        let prefix = tempfile::tempdir().unwrap();
+        std::fs::write(
+            prefix.path().join(runtime_build::INFO_FILE),
+            serde_json::json!({
+                "schema": 1,
+                "provenance": {"llama_commit": "x", "build_number": 0, "tree_digest": "d",
+                    "pinned": true, "origin": "o", "profile_hash": "h", "key": "k", "provenance": "source"},
+                "compiled_for": {"target_arch": "x86_64", "backends": ["cpu"],
+                    "ggml_native": true, "required_cpu_features": []},
+                "defaults": {"threads": 1, "threads_why": "", "gpu_layers": "auto", "gpu_layers_why": "",
+                    "ctx_size": 1, "ctx_why": "", "ram_bytes": null}
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let smoke = serde_json::json!({"system_info": "CPU", "link_command": "cc"});
+        let skipped = serde_json::json!({"smoke": smoke, "runtime": null,
+            "skipped": "needs CPU features this machine lacks: sse3"});
+        let why = not_run_but_runs_here(Some(&skipped), &host, prefix.path()).unwrap();
+        assert!(
+            why.contains("needs CPU features this machine lacks: sse3"),
+            "{why}"
+        );
+        // --lib-only entries, and entries whose runtime still cannot run here, stay hits.
+        let lib_only = serde_json::json!({"smoke": smoke, "runtime": null,
+            "skipped": "--lib-only: no runtime built"});
+        assert_eq!(
+            not_run_but_runs_here(Some(&lib_only), &host, prefix.path()),
+            None
+        );
+        let mut arm = host.clone();
+        arm.arch.value = "aarch64".into();
+        assert_eq!(
+            not_run_but_runs_here(Some(&skipped), &arm, prefix.path()),
+            None
+        );
+        assert_eq!(not_run_but_runs_here(None, &host, prefix.path()), None);
     }
 
     #[test]
