@@ -80,10 +80,13 @@ fn setup_builds_the_pinned_llama_cpp_natively_and_the_second_run_is_a_hit() {
         logits["max_abs_diff"].as_f64().unwrap() <= 0.01,
         "tuned vs portable logits: {logits}"
     );
-    assert!(logits["reference"]
-        .as_str()
-        .unwrap()
-        .starts_with("portable build"));
+    // The portable build's logits: shipped beside the pin (profiles/reference-logits.json) or
+    // computed by the portable build here when none match this tree, model and architecture.
+    let reference = logits["reference"].as_str().unwrap();
+    assert!(
+        reference.starts_with("shipped logits for pin ") || reference.starts_with("portable build"),
+        "{reference}"
+    );
     assert!(rt["features"]
         .as_array()
         .unwrap()

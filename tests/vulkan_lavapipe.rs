@@ -210,10 +210,13 @@ fn setup_builds_and_verifies_the_vulkan_variant_without_moving_current() {
     // Compared with the portable CPU build within the stated tolerance.
     let l = &v["logits"];
     assert!(l["worst_ratio"].as_f64().unwrap() <= 1.0, "{l}");
-    assert!(l["reference"]
-        .as_str()
-        .unwrap()
-        .starts_with("portable build"));
+    // The portable build's logits: shipped beside the pin (profiles/reference-logits.json) or
+    // computed by the portable build here when none match this tree, model and architecture.
+    let reference = l["reference"].as_str().unwrap();
+    assert!(
+        reference.starts_with("shipped logits for pin ") || reference.starts_with("portable build"),
+        "{reference}"
+    );
     assert_eq!(l["top_token"], l["reference_top_token"]);
 }
 

@@ -21,6 +21,9 @@ pub enum Reference {
     Portable,
     /// This build is the reference itself (the portable build).
     SelfIsReference,
+    /// `setup`: the logits shipped beside the pin when they match this tree, model and
+    /// architecture, else the portable build (`shipped_logits.rs`).
+    ShippedOrPortable,
 }
 
 pub struct Request<'a> {
@@ -181,7 +184,7 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
             }
             if req.force {
                 changes.push("--force".into());
-            } else if req.reference == Reference::Portable && cross.is_none() {
+            } else if req.reference != Reference::SelfIsReference && cross.is_none() {
                 if let Some(old) = cache
                     .current()
                     .filter(|c| c != &key)
@@ -375,6 +378,9 @@ fn verification(
         Ok(match req.reference {
             Reference::SelfIsReference => None,
             Reference::Portable => Some(portable_reference(ctx, req, model, progress)?),
+            Reference::ShippedOrPortable => Some(crate::shipped_logits::shipped_or_portable(
+                ctx, req.host, req.tree, model, progress,
+            )?),
         })
     };
     Ok((

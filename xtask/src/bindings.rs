@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub const BINDINGS: &str = "runtime/src/ffi/bindings.rs";
 
 /// libclang shared libraries in the places distributions put them.
-fn find_libclang() -> Option<PathBuf> {
+pub(crate) fn find_libclang() -> Option<PathBuf> {
     if let Some(p) = crate::env::libclang_path() {
         return Some(p);
     }
@@ -47,7 +47,7 @@ fn find_libclang() -> Option<PathBuf> {
     })
 }
 
-fn libclang_need() -> crate::prereq::Need {
+pub(crate) fn libclang_need() -> crate::prereq::Need {
     crate::prereq::Need {
         tool: "libclang".into(),
         why: "bindgen parses llama.h with it (only when regenerating bindings)".into(),

@@ -34,6 +34,7 @@ pub mod requirements;
 pub mod runtime_build;
 pub mod setup;
 pub mod setup_plan;
+pub mod shipped_logits;
 pub mod source;
 pub mod status;
 pub mod testcmd;

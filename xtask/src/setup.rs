@@ -163,7 +163,7 @@ pub fn run(
             profile: &profile,
             tree: &tree,
             force: args.force,
-            reference: crate::artifact::Reference::Portable,
+            reference: crate::artifact::Reference::ShippedOrPortable,
             with_runtime: !args.lib_only,
         },
         progress,

@@ -1,8 +1,10 @@
 //! `cargo xtask bench ...`: measurements that are too slow or too machine-dependent for tests:
-//! tuned vs portable llama.cpp (the default), download throughput (`bench download`).
+//! tuned vs portable llama.cpp (the default), download throughput (`bench download`), the first
+//! setup against a cold build of the `llama-cpp-2` crate (`bench first-setup`).
 
 pub mod builds;
 pub mod download;
+pub mod first_setup;
 
 use crate::context::Ctx;
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ pub fn run(
     match &args.command {
         None => builds::run(ctx, &args.builds, progress),
         Some(BenchCommand::Download(a)) => download::run(ctx, a),
+        Some(BenchCommand::FirstSetup(a)) => first_setup::run(ctx, a),
     }
 }
 
@@ -32,4 +35,7 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Download throughput with hashing, against `curl -o` on the same loopback server
     Download(crate::bench::download::BenchDownloadArgs),
+    /// The first setup (fresh clone, empty target dir and cache) against a cold release build of
+    /// a project depending on the `llama-cpp-2` crate (same llama.cpp tree), in one run
+    FirstSetup(crate::bench::first_setup::BenchFirstSetupArgs),
 }

@@ -1,9 +1,6 @@
-//! Git transport (libgit2, built in, no system libraries): fetch one revision from a URL or local
-//! repository into the source cache, check it out, and report the commit for verification.
-//!
-//! HTTPS and SSH need libgit2's OpenSSL/libssh2 backends, which need system headers; they are
-//! behind the `git-https` cargo feature. Without it, such URLs fail with a message saying what to
-//! do instead (see `docs/pin.md`).
+//! Git transport (the `git` command line, as the user cloned this repository with): fetch one
+//! revision from a URL or local repository into the source cache, check it out, and report the
+//! commit for verification. HTTPS and SSH work as they do for the user's own `git`.
 
 use super::digest::hex;
 use super::pin::Pin;
@@ -39,18 +36,11 @@ fn is_scp_like(url: &str) -> bool {
             .is_some_and(|(host, _)| host.len() > 1 && !host.contains('/'))
 }
 
-pub fn network_supported() -> bool {
-    cfg!(feature = "git-https")
-}
-
 pub fn plan(pin: &Pin, opts: &SourceOptions, sources: &Path) -> Result<GitStep, SourceError> {
     let url = opts
         .url
         .clone()
         .unwrap_or_else(|| pin.upstream.repository.clone());
-    if is_network_url(&url) && !network_supported() {
-        return Err(SourceError::GitUnsupportedUrl { url });
-    }
     let url = if url.contains("://") {
         url
     } else {
@@ -78,58 +68,86 @@ pub fn plan(pin: &Pin, opts: &SourceOptions, sources: &Path) -> Result<GitStep, 
     })
 }
 
-fn git_err(action: &'static str, url: &str) -> impl Fn(git2::Error) -> SourceError {
-    let url = url.to_string();
-    move |e| SourceError::Git {
-        action,
-        url: url.clone(),
-        message: e.message().to_string(),
+/// `git ARGS` in `dir` (the one door for subprocesses); failures become `SourceError::Git` with
+/// git's own message.
+fn git(dir: &Path, action: &'static str, url: &str, args: &[&str]) -> Result<String, SourceError> {
+    let out = crate::cmd::Cmd::new("git")
+        .args(args)
+        .cwd(dir)
+        // Never ask for credentials on a terminal: a refused fetch is an error to report.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| SourceError::Git {
+            action,
+            url: url.to_string(),
+            message: if e.is_not_found() {
+                "the `git` command is not installed (install git, or use the default registry transport)".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+    if !out.success() {
+        return Err(SourceError::Git {
+            action,
+            url: url.to_string(),
+            message: format!(
+                "`git {}` failed: {}",
+                args.join(" "),
+                crate::cmd::tail(out.stderr.trim(), 10)
+            ),
+        });
     }
+    Ok(out.stdout.trim().to_string())
 }
 
 fn is_full_commit_id(rev: &str) -> bool {
     rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The commit `rev` names in `repo` without fetching, if it is there.
-fn resolve_local(repo: &git2::Repository, rev: &str) -> Option<git2::Oid> {
-    if is_full_commit_id(rev) {
-        let oid = git2::Oid::from_str(rev).ok()?;
-        return repo.find_commit(oid).ok().map(|c| c.id());
-    }
-    let local = format!("refs/tunellama/{rev}");
-    repo.revparse_single(&local)
-        .ok()?
-        .peel_to_commit()
-        .ok()
-        .map(|c| c.id())
+/// The commit `rev` names in the repository at `dir` without fetching, if it is there.
+fn resolve_local(dir: &Path, url: &str, rev: &str) -> Option<String> {
+    let spec = if is_full_commit_id(rev) {
+        format!("{rev}^{{commit}}")
+    } else {
+        format!("refs/tunellama/{rev}^{{commit}}")
+    };
+    git(
+        dir,
+        "rev-parse",
+        url,
+        &["rev-parse", "--verify", "--quiet", &spec],
+    )
+    .ok()
+    .filter(|s| is_full_commit_id(s))
 }
 
 pub(crate) fn obtain(step: &GitStep, progress: &dyn Progress) -> Result<Fetched, SourceError> {
     let url = step.url.as_str();
-    let repo = open_or_init(&step.checkout, url)?;
+    let dir = step.checkout.as_path();
+    open_or_init(dir, url)?;
     let oid = if is_full_commit_id(&step.rev) {
-        match resolve_local(&repo, &step.rev) {
+        match resolve_local(dir, url, &step.rev) {
             Some(oid) => oid,
             None if step.offline => return Err(offline(step)),
-            None => fetch(&repo, step, progress)?,
+            None => fetch(step, progress)?,
         }
     } else if step.offline {
-        resolve_local(&repo, &step.rev).ok_or_else(|| offline(step))?
+        resolve_local(dir, url, &step.rev).ok_or_else(|| offline(step))?
     } else {
-        fetch(&repo, step, progress)?
+        fetch(step, progress)?
     };
-    let commit = repo.find_commit(oid).map_err(git_err("checkout", url))?;
-    let mut co = git2::build::CheckoutBuilder::new();
-    co.force().remove_untracked(true);
-    repo.checkout_tree(commit.as_object(), Some(&mut co))
-        .map_err(git_err("checkout", url))?;
-    repo.set_head_detached(oid)
-        .map_err(git_err("checkout", url))?;
+    // Force the working tree to the commit (restoring tampered files) and drop untracked files.
+    git(
+        dir,
+        "checkout",
+        url,
+        &["checkout", "--quiet", "--force", "--detach", &oid],
+    )?;
+    git(dir, "checkout", url, &["clean", "--quiet", "-ffd"])?;
     Ok(Fetched {
         root: step.checkout.clone(),
         origin: format!("{url} {}", step.rev),
-        commit: Some(oid.to_string()),
+        commit: Some(oid),
         expected_commit: step.expected_commit.clone(),
         crate_checksum: None,
     })
@@ -142,60 +160,72 @@ fn offline(step: &GitStep) -> SourceError {
     }
 }
 
-fn open_or_init(dir: &Path, url: &str) -> Result<git2::Repository, SourceError> {
-    let repo = match git2::Repository::open(dir) {
-        Ok(r) => r,
-        Err(_) => {
-            std::fs::create_dir_all(dir).map_err(|e| SourceError::Git {
-                action: "init",
-                url: url.to_string(),
-                message: format!("{}: {e}", dir.display()),
-            })?;
-            git2::Repository::init(dir).map_err(git_err("init", url))?
-        }
-    };
+fn open_or_init(dir: &Path, url: &str) -> Result<(), SourceError> {
+    if !dir.join(".git").exists() {
+        std::fs::create_dir_all(dir).map_err(|e| SourceError::Git {
+            action: "init",
+            url: url.to_string(),
+            message: format!("{}: {e}", dir.display()),
+        })?;
+        git(dir, "init", url, &["init", "--quiet"])?;
+    }
     // The digest hashes bytes as committed: never convert line endings on checkout.
-    let mut cfg = repo.config().map_err(git_err("init", url))?;
-    cfg.set_bool("core.autocrlf", false)
-        .map_err(git_err("init", url))?;
-    Ok(repo)
+    git(dir, "init", url, &["config", "core.autocrlf", "false"])?;
+    Ok(())
 }
 
 /// Fetches `step.rev` (one commit, shallow for network URLs) and returns its commit id.
-fn fetch(
-    repo: &git2::Repository,
-    step: &GitStep,
-    progress: &dyn Progress,
-) -> Result<git2::Oid, SourceError> {
+fn fetch(step: &GitStep, progress: &dyn Progress) -> Result<String, SourceError> {
     let url = step.url.as_str();
-    let mut remote = repo.remote_anonymous(url).map_err(git_err("fetch", url))?;
-    let mut cb = git2::RemoteCallbacks::new();
-    cb.transfer_progress(|p| {
-        progress.update(p.received_bytes() as u64, None);
-        true
-    });
-    let mut fo = git2::FetchOptions::new();
-    fo.remote_callbacks(cb);
-    fo.download_tags(git2::AutotagOption::None);
+    let mut args: Vec<String> = vec!["fetch".into(), "--quiet".into(), "--no-tags".into()];
     if is_network_url(url) {
-        fo.depth(1);
+        args.push("--depth=1".into());
     }
-    let refspecs: Vec<String> = if is_full_commit_id(&step.rev) {
-        vec![step.rev.clone()]
-    } else {
+    args.push(url.into());
+    let tag_or_branch = !is_full_commit_id(&step.rev);
+    if tag_or_branch {
         // A tag or a branch; kept under a private ref so `--offline` can find it later.
         let dst = format!("refs/tunellama/{}", step.rev);
-        vec![
-            format!("+refs/tags/{}:{dst}", step.rev),
-            format!("+refs/heads/{}:{dst}", step.rev),
-        ]
-    };
-    progress.start(&format!("git fetch {url} {}", step.rev), None, Unit::Bytes);
-    remote
-        .fetch(&refspecs, Some(&mut fo), None)
-        .map_err(git_err("fetch", url))?;
-    progress.finish("fetched");
-    resolve_local(repo, &step.rev).ok_or_else(|| SourceError::Git {
+        progress.start(&format!("git fetch {url} {}", step.rev), None, Unit::Steps);
+        let mut last = None;
+        for src in ["tags", "heads"] {
+            let mut a = args.clone();
+            a.push(format!("+refs/{src}/{}:{dst}", step.rev));
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            match git(&step.checkout, "fetch", url, &a) {
+                Ok(_) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        progress.finish("fetched");
+        if let Some(e) = last.filter(|_| resolve_local(&step.checkout, url, &step.rev).is_none()) {
+            // Both refspecs failed: a missing revision, or the fetch itself failed.
+            let SourceError::Git { message, .. } = &e else {
+                return Err(e);
+            };
+            if !message.contains("couldn't find remote ref") {
+                return Err(e);
+            }
+        }
+    } else {
+        args.push(step.rev.clone());
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        progress.start(&format!("git fetch {url} {}", step.rev), None, Unit::Steps);
+        let r = git(&step.checkout, "fetch", url, &a);
+        progress.finish("fetched");
+        if let Err(e) = r {
+            let missing = matches!(&e, SourceError::Git { message, .. }
+                if message.contains("not our ref") || message.contains("couldn't find remote ref")
+                    || message.contains("upload-pack: not our ref"));
+            if !missing {
+                return Err(e);
+            }
+        }
+    }
+    resolve_local(&step.checkout, url, &step.rev).ok_or_else(|| SourceError::Git {
         action: "fetch",
         url: url.to_string(),
         message: format!(

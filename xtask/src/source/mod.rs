@@ -139,8 +139,6 @@ pub enum SourceError {
         url: String,
         message: String,
     },
-    #[error("{url}: this xtask was built without HTTPS/SSH support for git")]
-    GitUnsupportedUrl { url: String },
     #[error("git: {url} has no revision {rev} in the cache and --offline forbids fetching it")]
     GitOffline { url: String, rev: String },
     #[error("{path} is not a directory")]
@@ -209,7 +207,6 @@ impl crate::error::Hint for SourceError {
             SourceError::CrateChecksum { .. } => "the registry served a different crate than the one pinned: check your registry/mirror configuration, or re-pin with `cargo xtask pin --crate-version VERSION --write` and review".into(),
             SourceError::Cargo { .. } => "check that cargo can reach its registry (or mirror), or pass --offline when the crate is already in cargo's cache".into(),
             SourceError::Git { .. } => "check the URL and the revision; a local path or file:// URL needs a git repository that holds the commit".into(),
-            SourceError::GitUnsupportedUrl { url } => format!("clone it with the git command line (`git clone {url} DIR`, then `git -C DIR checkout REV`) and pass --url DIR, or use --transport path --path DIR, or the default registry transport; where OpenSSL headers are installed, `cargo run -p xtask --features git-https -- source ...` enables HTTPS"),
             SourceError::GitOffline { .. } => "run once without --offline, or name a local repository with --url".into(),
             SourceError::NotADirectory { .. } => "pass the llama.cpp checkout folder (the one holding CMakeLists.txt, ggml/ and src/)".into(),
         })

@@ -136,6 +136,9 @@ pub fn run(ctx: &crate::context::Ctx, args: &PinArgs) -> anyhow::Result<std::pro
             2,
         )))
     };
+    if args.reference && args.tree.is_none() && args.crate_version.is_none() {
+        return reference_step(ctx, &pin_path, None, args.write, progress.as_ref());
+    }
     let (root, registry) = match (&args.tree, &args.crate_version) {
         (Some(t), None) => (t.clone(), None),
         (None, Some(v)) => {
@@ -165,7 +168,9 @@ pub fn run(ctx: &crate::context::Ctx, args: &PinArgs) -> anyhow::Result<std::pro
             };
             (pkg.join(sub), Some(reg))
         }
-        _ => anyhow::bail!("pass exactly one of --tree DIR or --crate-version VERSION"),
+        _ => anyhow::bail!(
+            "pass exactly one of --tree DIR or --crate-version VERSION (or --reference alone)"
+        ),
     };
     let mut out = pin_tree(&root, current.as_ref(), registry, args)?;
     if let Some(cur) = &current {
@@ -198,12 +203,57 @@ pub fn run(ctx: &crate::context::Ctx, args: &PinArgs) -> anyhow::Result<std::pro
             out.pin.manifest_path(&pin_path).display()
         ));
     }
+    if args.write && !args.no_reference {
+        // The shipped reference logits belong to the pin: moving it recomputes them.
+        let r = crate::shipped_logits::run(ctx, &pin_path, Some(&root), true, progress.as_ref())?;
+        report_reference(ctx, &r);
+    } else if args.reference {
+        return reference_step(ctx, &pin_path, Some(&root), args.write, progress.as_ref());
+    } else if args.write {
+        ctx.info(format!(
+            "--no-reference: {} was not updated; `setup` builds the portable reference until `cargo xtask pin --reference --write` runs",
+            crate::shipped_logits::path_beside(&pin_path).display()
+        ));
+    }
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if !args.write {
         print!("{}", out.pin.render());
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn reference_step(
+    ctx: &crate::context::Ctx,
+    pin_path: &Path,
+    root: Option<&Path>,
+    write: bool,
+    progress: &dyn Progress,
+) -> anyhow::Result<std::process::ExitCode> {
+    let r = crate::shipped_logits::run(ctx, pin_path, root, write, progress)?;
+    if ctx.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        report_reference(ctx, &r);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn report_reference(ctx: &crate::context::Ctx, r: &crate::shipped_logits::ReferenceOutcome) {
+    ctx.info(format!(
+        "reference logits of pin {} on {} ({} logits, model sha256 {}): {}",
+        r.pin_digest, r.arch, r.n_vocab, r.model_sha256, r.computed_by
+    ));
+    ctx.info(match r.previous_worst_ratio {
+        Some(w) => format!(
+            "the shipped logits agree with them: worst |diff| is {w:.3} of the verification tolerance"
+        ),
+        None => format!(
+            "{} had no logits for this pin, architecture and model{}",
+            r.path.display(),
+            if r.written { "; written now" } else { " (write them with --write)" }
+        ),
+    });
 }
 
 // --- command-line options of this stage (composed by `crate::cli`; nothing here imports it)
@@ -228,9 +278,19 @@ pub struct PinArgs {
     /// LLAMA_BUILD_NUMBER to record [default: from the tag, else 0]
     #[arg(long, value_name = "N")]
     pub build_number: Option<u64>,
-    /// Write the pin and its manifest instead of printing the pin
+    /// Write the pin and its manifest instead of printing the pin; also (re)computes this
+    /// machine's shipped reference logits (profiles/reference-logits.json) unless --no-reference
     #[arg(long)]
     pub write: bool,
+    /// Compute the reference logits of the pinned tree on this machine (portable build, cached)
+    /// and compare them with the shipped ones; with --write, write them beside the pin. Alone
+    /// (without --tree/--crate-version) it leaves the pin as it is
+    #[arg(long, conflicts_with = "no_reference")]
+    pub reference: bool,
+    /// With --write: do not compute the reference logits (setup then builds the portable
+    /// reference until `pin --reference --write` runs)
+    #[arg(long)]
+    pub no_reference: bool,
     /// With --crate-version: use only cargo's cache
     #[arg(long)]
     pub offline: bool,

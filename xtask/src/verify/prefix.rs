@@ -250,8 +250,8 @@ pub fn verify_prefix(
             .logits
             .as_ref()
             .map(|l| format!(
-                ", logits within {:.1e} of the portable build",
-                l.max_abs_diff
+                ", logits within {:.1e} of the reference ({})",
+                l.max_abs_diff, l.reference
             ))
             .unwrap_or_default()
     ));
