@@ -556,9 +556,24 @@ pub fn explain_changes(
         ));
     }
     if a.rust != b.rust {
+        // `rustc -vV`'s first line (the release) and the flag variables; its other lines
+        // (commit hash, LLVM, ...) change only with the release.
         let first = |r: &Option<String>| {
             r.as_deref()
-                .map(|r| r.replace('\n', "; "))
+                .map(|r| {
+                    r.lines()
+                        .enumerate()
+                        .filter(|(i, l)| {
+                            *i == 0
+                                || l.split('=').next().is_some_and(|k| {
+                                    k.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                                        && l.contains('=')
+                                })
+                        })
+                        .map(|(_, l)| l)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
                 .unwrap_or_else(|| "none".into())
         };
         out.push(format!("rust: {} → {}", first(&a.rust), first(&b.rust)));
@@ -780,5 +795,22 @@ mod tests {
         let name = a.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.starts_with(".staging-kkkk-"), "{name}");
         assert!(!name.ends_with(&std::process::id().to_string()), "{name}");
+    }
+
+    #[test]
+    fn a_rust_change_is_named_by_release_and_flags_not_by_every_rustc_line() {
+        let old = manifest("a");
+        let mut now = old.inputs.clone();
+        now.rust = Some(
+            "rustc 1.95.0 (59807616e 2026-04-14)\nbinary: rustc\ncommit-hash: 59807616e\nRUSTFLAGS=-Ctarget-cpu=native".into(),
+        );
+        let why = explain_changes(&old, &now, &[]).join("; ");
+        assert!(
+            why.contains(
+                "rust: none → rustc 1.95.0 (59807616e 2026-04-14); RUSTFLAGS=-Ctarget-cpu=native"
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("commit-hash"), "{why}");
     }
 }
