@@ -435,7 +435,7 @@ fn missing_cmake_when_not_interactive_is_installed_through_the_package_manager()
     env.tool(
         "apt-get",
         &format!(
-            "echo \"$@\" >> {log}\ncase \"$*\" in *install*) /bin/ln -sf {cmake} {bin}/cmake; /bin/ln -sf {ninja} {bin}/ninja;; esac",
+            "echo \"$@\" >> {log}\necho 'Reading package lists... Done'\ncase \"$*\" in *install*) /bin/ln -sf {cmake} {bin}/cmake; /bin/ln -sf {ninja} {bin}/ninja;; esac",
             log = log.display(),
             cmake = which("cmake").display(),
             ninja = which("ninja").display(),
@@ -443,7 +443,7 @@ fn missing_cmake_when_not_interactive_is_installed_through_the_package_manager()
         ),
     );
     let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
-        .args(["prereqs", "--install", "--cache-dir"])
+        .args(["prereqs", "--install", "--json", "--cache-dir"])
         .arg(env.cache())
         .env("PATH", bin.display().to_string())
         .env("CI", "true")
@@ -464,6 +464,14 @@ fn missing_cmake_when_not_interactive_is_installed_through_the_package_manager()
             "install -y --no-install-recommends cmake ninja-build"
         ]
     );
+    // The package manager's chatter goes to stderr: stdout stays the JSON report.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("Reading package lists"), "{stdout}");
+    assert!(err.contains("Reading package lists"), "{err}");
+    let report = serde_json::from_str::<serde_json::Value>(&stdout)
+        .unwrap_or_else(|e| panic!("prereqs --json stdout is not JSON ({e}):\n{stdout}"));
+    assert_eq!(report["installed"], true, "{report}");
+    assert_eq!(report["missing"], serde_json::json!([]), "{report}");
 }
 
 fn which_opt(name: &str) -> Option<PathBuf> {

@@ -220,6 +220,28 @@ impl Cmd {
         }
     }
 
+    /// Like [`Cmd::run_inherit`], but the program's stdout goes to our stderr: for installers
+    /// (apt, pip) run by a command whose stdout is data (`--json`), so their chatter never mixes
+    /// with it.
+    pub fn run_to_stderr(&self) -> Result<(), CmdError> {
+        let out = self
+            .base()
+            .stdout_to_stderr()
+            .run()
+            .map_err(|err| self.spawn_error(err))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(CmdError::Failed {
+                command: self.display(),
+                cwd: self.cwd_display(),
+                status: describe_status(out.status.code()),
+                tail: "(output was shown above)".into(),
+                hint: self.hint.clone(),
+            })
+        }
+    }
+
     /// Runs with stdout and stderr merged, calling `on_line` for each line as it arrives (for
     /// progress and logs of long builds). Returns the exit code (`None`: killed by a signal).
     pub fn stream_lines(&self, mut on_line: impl FnMut(&str)) -> Result<Option<i32>, CmdError> {

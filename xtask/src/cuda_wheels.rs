@@ -166,7 +166,7 @@ pub fn ensure(ctx: &Ctx) -> Result<PathBuf, WheelsError> {
         requirements().join(" ")
     ));
     let cmd = pip_install(&py).arg(site.as_os_str()).args(requirements());
-    cmd.run_inherit().map_err(|e| WheelsError::Pip {
+    cmd.run_to_stderr().map_err(|e| WheelsError::Pip {
         command: cmd.display(),
         source: Box::new(e),
     })?;
@@ -255,7 +255,7 @@ pub fn ensure_cuobjdump(ctx: &Ctx) -> Result<PathBuf, WheelsError> {
     let cmd = pip_install(&py)
         .arg(stage.join("site").as_os_str())
         .arg(format!("{name}=={version}"));
-    cmd.run_inherit().map_err(|e| WheelsError::Pip {
+    cmd.run_to_stderr().map_err(|e| WheelsError::Pip {
         command: cmd.display(),
         source: Box::new(e),
     })?;

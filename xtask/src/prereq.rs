@@ -501,7 +501,7 @@ pub fn install(ctx: &Ctx, needs: &[Need]) -> Result<(), PrereqError> {
         if mgr == Manager::Apt {
             c = c.env("DEBIAN_FRONTEND", "noninteractive");
         }
-        c.run_inherit().map_err(|e| PrereqError::InstallFailed {
+        c.run_to_stderr().map_err(|e| PrereqError::InstallFailed {
             tools: tools.clone(),
             command: shown.clone(),
             source: Box::new(e),
@@ -633,6 +633,23 @@ pub fn run(ctx: &Ctx, args: &PrereqArgs) -> anyhow::Result<std::process::ExitCod
                 .map(|t| t.version.as_str())
                 .unwrap_or("?")
         ));
+        if ctx.json {
+            // What is still missing after the install (nothing when it worked), as the plain
+            // `prereqs --json` reports it.
+            let mut still = missing_for_build(&m);
+            if let Some(arch) = &args.cross {
+                still.extend(missing_for_cross(arch));
+            }
+            if wants_vulkan(&m)? {
+                still.extend(missing_for_vulkan(&m, false));
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "installed": true, "missing": still })
+                )?
+            );
+        }
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let m = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
