@@ -205,19 +205,22 @@ impl Cmd {
 
     /// Runs with the terminal attached (no capture), for long tools whose own output is the progress.
     pub fn run_inherit(&self) -> Result<(), CmdError> {
-        let e = self.base();
-        let out = e.run().map_err(|err| self.spawn_error(err))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(CmdError::Failed {
-                command: self.display(),
-                cwd: self.cwd_display(),
-                status: describe_status(out.status.code()),
-                tail: "(output was shown above)".into(),
-                hint: self.hint.clone(),
-            })
+        let out = self.base().run().map_err(|err| self.spawn_error(err))?;
+        self.shown_status(out.status)
+    }
+
+    /// The result of a run whose output was shown as it ran.
+    fn shown_status(&self, status: std::process::ExitStatus) -> Result<(), CmdError> {
+        if status.success() {
+            return Ok(());
         }
+        Err(CmdError::Failed {
+            command: self.display(),
+            cwd: self.cwd_display(),
+            status: describe_status(status.code()),
+            tail: "(output was shown above)".into(),
+            hint: self.hint.clone(),
+        })
     }
 
     /// Like [`Cmd::run_inherit`], but the program's stdout goes to our stderr: for installers
@@ -229,17 +232,7 @@ impl Cmd {
             .stdout_to_stderr()
             .run()
             .map_err(|err| self.spawn_error(err))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(CmdError::Failed {
-                command: self.display(),
-                cwd: self.cwd_display(),
-                status: describe_status(out.status.code()),
-                tail: "(output was shown above)".into(),
-                hint: self.hint.clone(),
-            })
-        }
+        self.shown_status(out.status)
     }
 
     /// Runs with stdout and stderr merged, calling `on_line` for each line as it arrives (for
