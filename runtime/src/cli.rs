@@ -42,6 +42,10 @@ pub enum Command {
     /// Measure prompt processing (pp) and token generation (tg) speed, like llama-bench
     #[command(after_help = EXIT_CODES, allow_negative_numbers = true)]
     Bench(BenchArgs),
+    /// Render a chat with a model's own chat template (`tokenizer.chat_template`) as Hugging
+    /// Face's `apply_chat_template` does, without loading the model; the prompt goes to stdout
+    #[command(after_help = EXIT_CODES)]
+    Template(TemplateArgs),
 }
 
 /// Options every model-running command shares; unset ones come from runtime-info.json.
@@ -130,6 +134,36 @@ pub struct BenchArgs {
     #[arg(short = 'r', long, default_value_t = 5)]
     pub repetitions: i64,
     /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The GGUF model whose template, BOS and EOS tokens are used (only its header is read)
+    #[arg(
+        short = 'm',
+        long,
+        value_name = "MODEL",
+        required_unless_present = "template"
+    )]
+    pub model: Option<PathBuf>,
+    /// A Jinja template file to use instead of the model's
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// The `bos_token` text (default: the model's, else empty)
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub bos_token: Option<String>,
+    /// The `eos_token` text (default: the model's, else empty)
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub eos_token: Option<String>,
+    /// The chat, a JSON array of `{"role": ..., "content": ...}`: a file, or `-` for stdin
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub messages: PathBuf,
+    /// End the prompt where the assistant's answer begins
+    #[arg(long)]
+    pub add_generation_prompt: bool,
+    /// Print one JSON object (prompt, template source, tokens) instead of the bare prompt
     #[arg(long)]
     pub json: bool,
 }

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod chat_template;
 mod cli;
 #[allow(unsafe_code)]
 mod cpu_check;
@@ -25,6 +26,7 @@ mod logits;
 mod output;
 mod runtime_info;
 mod settings;
+mod template;
 mod utf8_stream;
 
 use clap::Parser;
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
             cli::Command::Generate(a) => generate::run(a),
             cli::Command::Logits(a) => logits::run(a),
             cli::Command::Bench(a) => bench::run(a),
+            cli::Command::Template(a) => template::run(a),
         }
     });
     match r {
