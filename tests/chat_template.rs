@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 
 /// Each fixture with the BOS and EOS token texts of its model's tokenizer (Qwen2.5 has no BOS
 /// token: transformers leaves `bos_token` undefined, which renders as the empty string).
-const TEMPLATES: [(&str, &str, &str); 7] = [
+const TEMPLATES: [(&str, &str, &str); 8] = [
     ("Qwen-Qwen2.5-7B-Instruct", "", "<|im_end|>"),
     (
         "meta-llama-Llama-3.1-8B-Instruct",
@@ -33,6 +33,12 @@ const TEMPLATES: [(&str, &str, &str); 7] = [
         "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B",
         "<｜begin▁of▁sentence｜>",
         "<｜end▁of▁sentence｜>",
+    ),
+    // The one whose output depends on trim_blocks and lstrip_blocks (the others use `{%-`).
+    (
+        "CohereForAI-c4ai-command-r7b-12-2024-tool_use",
+        "<BOS_TOKEN>",
+        "<|END_OF_TURN_TOKEN|>",
     ),
 ];
 
@@ -78,12 +84,7 @@ fn conversations() -> Vec<(&'static str, Value)> {
         ),
         (
             "whitespace, unicode and markup in content",
-            json!([
-                m("system", tricky),
-                m("user", tricky),
-                m("assistant", tricky),
-                m("user", "  \n")
-            ]),
+            json!([m("user", tricky), m("assistant", tricky), m("user", "  \n")]),
         ),
         (
             "reasoning in an assistant turn",
@@ -192,10 +193,20 @@ fn mismatch(want: &Want, got: &Output) -> Option<String> {
     let (stdout, stderr) = (text(&got.stdout), text(&got.stderr));
     match want {
         Want::Text(t) if got.status.success() && got.stdout == t.as_bytes() => None,
-        Want::Text(t) => Some(format!(
-            "jinja2 rendered\n{t:?}\ntunellama (exit {:?}) printed\n{stdout:?}\nstderr: {stderr}",
-            got.status.code()
-        )),
+        Want::Text(t) => {
+            let at = t
+                .bytes()
+                .zip(got.stdout.iter())
+                .take_while(|(a, b)| a == *b)
+                .count();
+            let window = |s: &[u8]| text(&s[at.saturating_sub(40)..s.len().min(at + 40)]);
+            Some(format!(
+                "tunellama (exit {:?}) differs from jinja2 at byte {at}:\n  jinja2:    {:?}\n  tunellama: {:?}\nstderr: {stderr}",
+                got.status.code(),
+                window(t.as_bytes()),
+                window(&got.stdout)
+            ))
+        }
         Want::Raised(msg)
             if got.status.code() == Some(2)
                 && stderr.contains(&format!("(raise_exception): {msg}\n")) =>
@@ -275,6 +286,38 @@ fn real_templates_render_byte_for_byte_as_hugging_faces_jinja2_does() {
 }
 
 #[test]
+fn every_fixture_template_is_listed_in_sources_md_with_its_sha256() {
+    use sha2::Digest;
+    let dir = rt::repo().join("tests/fixtures/chat_templates");
+    let sources = std::fs::read_to_string(dir.join("SOURCES.md")).unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if !name.ends_with(".jinja") {
+            continue;
+        }
+        let sha = sha2::Sha256::digest(std::fs::read(dir.join(&name)).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        let row = sources
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("{name} has no row in SOURCES.md"));
+        assert!(
+            row.contains(&format!("`{sha}`")),
+            "{name}: sha256 {sha} is not in its row: {row}"
+        );
+        assert!(
+            TEMPLATES.iter().any(|t| format!("{}.jinja", t.0) == name),
+            "{name} is not tested"
+        );
+        n += 1;
+    }
+    assert_eq!(n, TEMPLATES.len());
+}
+
+#[test]
 fn a_models_own_template_and_special_tokens_come_from_its_gguf() {
     let name = "mistralai-Mistral-Nemo-Instruct-2407";
     let model = rt::python_model(&["--chat-template", &format!("{name}.jinja")]);
@@ -309,15 +352,20 @@ fn a_models_own_template_and_special_tokens_come_from_its_gguf() {
     assert_eq!(text(&out.stdout), "<|user|>\nHi<|end|>\n</s>");
 }
 
+/// Asserts exit 2 (bad input); returns stderr.
+fn bad_input(out: Output) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 #[test]
 fn a_model_without_a_template_is_refused_with_the_fallback_named() {
-    let out = tunellama_render(
+    let err = bad_input(tunellama_render(
         &["-m", rt::python_model(&[]).to_str().unwrap()],
         &json!([m("user", "Hi")]),
         true,
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    let err = text(&out.stderr);
+    ));
     assert!(err.contains("has no chat template"), "{err}");
     assert!(err.contains("built-in templates"), "{err}");
 }
@@ -327,13 +375,11 @@ fn a_broken_template_names_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join("broken.jinja");
     std::fs::write(&t, "{% for m in messages %}\n{{ m.content }\n{% endfor %}").unwrap();
-    let out = tunellama_render(
+    let err = bad_input(tunellama_render(
         &["--template", t.to_str().unwrap()],
         &json!([m("user", "Hi")]),
         false,
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    let err = text(&out.stderr);
+    ));
     assert!(err.contains("does not compile at line 2, column"), "{err}");
     assert!(err.contains("hint: "), "{err}");
 }
@@ -341,16 +387,11 @@ fn a_broken_template_names_line_and_column() {
 #[test]
 fn messages_that_are_not_role_content_pairs_are_bad_input() {
     let phi = template_path("microsoft-Phi-3.5-mini-instruct");
-    let out = rt::run(
+    let err = bad_input(rt::run(
         &["template", "--template", phi.to_str().unwrap()],
         Some("[{\"role\": \"user\"}]"),
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("missing field `content`"),
-        "{}",
-        text(&out.stderr)
-    );
+    ));
+    assert!(err.contains("missing field `content`"), "{err}");
 }
 
 /// The renderer's pure pieces (strftime, Python's float repr, error conversion) have unit tests

@@ -692,6 +692,49 @@ mod tests {
     }
 
     #[test]
+    fn a_template_can_be_shared_between_server_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<ChatTemplate>();
+        shared::<TemplateError>();
+    }
+
+    #[test]
+    fn tojson_writes_what_pythons_json_dumps_writes() {
+        let t = ChatTemplate::new(
+            "{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ 'é\"\u{1}' | tojson(ensure_ascii=true) }}|{{ {} | tojson }}",
+            "",
+            "",
+        )
+        .unwrap();
+        let env = &t.env;
+        let out = env
+            .get_template(NAME)
+            .unwrap()
+            .render(minijinja::context! { x => serde_json_like() })
+            .unwrap();
+        // json.dumps({"b": [1, 2.5, None, True], "a": "<é>"}) and with indent=2, in Python 3.
+        assert_eq!(
+            out,
+            "{\"b\": [1, 2.5, null, true], \"a\": \"<é>\"}|{\n  \"b\": [\n    1,\n    2.5,\n    null,\n    true\n  ],\n  \"a\": \"<é>\"\n}|\"\\u00e9\\\"\\u0001\"|{}"
+        );
+    }
+
+    fn serde_json_like() -> Value {
+        Value::from_iter([
+            (
+                "b",
+                Value::from(vec![
+                    Value::from(1),
+                    Value::from(2.5),
+                    Value::from(()),
+                    Value::from(true),
+                ]),
+            ),
+            ("a", Value::from("<é>")),
+        ])
+    }
+
+    #[test]
     fn strftime_formats_known_dates() {
         // 2024-07-26 00:00:00 UTC was a Friday (the date Llama 3.1 templates default to).
         assert_eq!(strftime("%d %b %Y", 1_721_952_000), "26 Jul 2024");
