@@ -19,6 +19,10 @@
 //!   and the `trim` filter strip what Python's `str.isspace` calls whitespace.
 //!
 //! Not supported: transformers' `{% generation %}` tag (assistant-token masks for training).
+//! Known difference: a loop over `none` (a tool-use template's `{% for tool in tools %}` when no
+//! tools are given) is an empty loop here, where jinja2 raises `TypeError: 'NoneType' object is not
+//! iterable`; every other render of llama.cpp's `models/templates/` (c392e5094) with the test
+//! conversations was byte-identical to jinja2's.
 
 use std::fmt::{self, Write as _};
 
