@@ -4,7 +4,7 @@
 
 use crate::cli::GenerateArgs;
 use crate::error::{CliError, Result};
-use crate::llama::{Batch, Context, ContextOptions, Sampler, SamplerOptions, Token};
+use crate::llama::{Batch, Context, ContextOptions, Sampler, SamplingParams, Token};
 use crate::output::{print_json, quiet_pipe};
 use crate::settings::{self, float_in, int_in};
 use crate::utf8_stream::Utf8Stream;
@@ -101,24 +101,26 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     }
     let mut ctx = Context::new(
         &model,
-        ContextOptions {
-            n_ctx: ctx_size.value,
-            n_batch: eval::BATCH.min(ctx_size.value),
-            threads: threads.value,
-        },
+        ContextOptions::new(
+            ctx_size.value,
+            eval::BATCH.min(ctx_size.value),
+            threads.value,
+        ),
     )?;
     let mut sampler = Sampler::new(
-        &SamplerOptions {
-            temp,
+        vocab,
+        &SamplingParams {
+            temperature: temp,
             top_k,
             top_p,
             min_p,
             repeat_penalty,
-            repeat_last_n: REPEAT_LAST_N,
+            penalty_last_n: REPEAT_LAST_N,
             seed: a.seed,
+            ..SamplingParams::default()
         },
-        vocab.n_tokens(),
-    );
+    )
+    .map_err(|e| CliError::bad_input(e.message))?;
 
     let t_prompt = Instant::now();
     eval::prompt(&mut ctx, &tokens)?;
