@@ -20,6 +20,7 @@
 #[doc(hidden)]
 #[allow(unsafe_code)]
 pub mod cpu_check;
+pub mod engine;
 pub mod error;
 #[allow(unsafe_code)]
 mod ffi;
@@ -32,4 +33,5 @@ pub mod runtime_info;
 pub mod settings;
 pub mod utf8_stream;
 
+pub use engine::{Chunk, Completion, GenerateOptions, Generation, Session, StopReason, Timings};
 pub use error::{CliError as Error, Result};

@@ -14,7 +14,7 @@ mod info;
 mod logits;
 mod output;
 
-use tunellama_runtime::{cpu_check, error, gpu_check, llama, load, settings, utf8_stream};
+use tunellama_runtime::{cpu_check, error, gpu_check, llama, load, settings};
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -5,20 +5,13 @@
 
 use crate::utf8_stream::Utf8Stream;
 
-/// Finds the first stop string in a stream of text pieces (already valid UTF-8).
+/// Finds the first stop string in a stream of bytes. Matching is on bytes, so a stop string
+/// is found also when a token ends inside one of its characters.
 #[derive(Debug, Clone, Default)]
 pub struct StopMatcher {
-    stops: Vec<String>,
-    held: String,
+    stops: Vec<Vec<u8>>,
+    held: Vec<u8>,
     stopped: bool,
-}
-
-/// What one piece gave: text to hand out now, and whether a stop string was reached (then the
-/// text is everything before it, and the stream is over).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TextPiece {
-    pub text: String,
-    pub stopped: bool,
 }
 
 impl StopMatcher {
@@ -27,10 +20,10 @@ impl StopMatcher {
         StopMatcher {
             stops: stops
                 .into_iter()
-                .map(Into::into)
-                .filter(|s: &String| !s.is_empty())
+                .map(|s| s.into().into_bytes())
+                .filter(|s| !s.is_empty())
                 .collect(),
-            held: String::new(),
+            held: Vec::new(),
             stopped: false,
         }
     }
@@ -40,101 +33,114 @@ impl StopMatcher {
         self.stopped
     }
 
-    /// Text held back because it may begin a stop string.
-    pub fn held(&self) -> &str {
+    /// Bytes held back because they may begin a stop string.
+    pub fn held(&self) -> &[u8] {
         &self.held
     }
 
-    /// Adds `text`; returns what can be handed out now.
-    pub fn push(&mut self, text: &str) -> TextPiece {
+    /// Adds `bytes`; returns what can be handed out now, and whether a stop string was reached
+    /// (then the bytes are everything before it).
+    pub fn push(&mut self, bytes: &[u8]) -> (Vec<u8>, bool) {
         if self.stopped {
-            return TextPiece {
-                text: String::new(),
-                stopped: true,
-            };
+            return (Vec::new(), true);
         }
-        self.held.push_str(text);
-        // The earliest stop string wins (at the same place, the longest).
-        let first = self
-            .stops
-            .iter()
-            .filter_map(|s| {
-                self.held
-                    .find(s.as_str())
-                    .map(|i| (i, std::cmp::Reverse(s.len())))
-            })
-            .min();
-        if let Some((i, _)) = first {
+        self.held.extend_from_slice(bytes);
+        // The earliest stop string wins.
+        let first = self.stops.iter().filter_map(|s| find(&self.held, s)).min();
+        if let Some(i) = first {
             self.stopped = true;
-            let mut text = std::mem::take(&mut self.held);
-            text.truncate(i);
-            return TextPiece {
-                text,
-                stopped: true,
-            };
+            let mut out = std::mem::take(&mut self.held);
+            out.truncate(i);
+            return (out, true);
         }
         // Keep the longest tail that is a proper prefix of some stop string.
-        let keep_from = self
-            .held
-            .char_indices()
-            .map(|(i, _)| i)
+        let keep_from = (0..self.held.len())
             .find(|&i| {
                 let tail = &self.held[i..];
                 self.stops.iter().any(|s| s.starts_with(tail))
             })
             .unwrap_or(self.held.len());
         let rest = self.held.split_off(keep_from);
-        TextPiece {
-            text: std::mem::replace(&mut self.held, rest),
-            stopped: false,
-        }
+        (std::mem::replace(&mut self.held, rest), false)
     }
 
     /// The end of the text (no stop string came): what was held back.
-    pub fn finish(&mut self) -> String {
+    pub fn finish(&mut self) -> Vec<u8> {
         if self.stopped {
-            return String::new();
+            return Vec::new();
         }
         std::mem::take(&mut self.held)
     }
 }
 
-/// Token bytes in, text pieces out: [`Utf8Stream`] then [`StopMatcher`]. Every piece is valid
-/// UTF-8; bytes that can never be (a model emitting broken sequences) become U+FFFD.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What one token gave: text to hand out now (valid UTF-8; may be empty while text is held
+/// back), the same as raw bytes, and whether a stop string was reached (then the text is
+/// everything before it, and the stream is over).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TextPiece {
+    /// Always valid UTF-8: bytes that can never be become U+FFFD.
+    pub text: String,
+    /// The same text with such bytes as they came (what `tunellama generate` writes).
+    pub bytes: Vec<u8>,
+    pub stopped: bool,
+}
+
+impl TextPiece {
+    fn of(bytes: Vec<u8>, stopped: bool) -> TextPiece {
+        TextPiece {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+            stopped,
+        }
+    }
+}
+
+/// Token bytes in, text pieces out: [`StopMatcher`] then [`Utf8Stream`]. Every piece's `text`
+/// is valid UTF-8 (a character split across tokens comes out whole, with the token that
+/// completes it); bytes that can never be valid (a model emitting broken sequences) become
+/// U+FFFD in `text` and stay raw in `bytes`.
 #[derive(Default)]
 pub struct TextStream {
-    utf8: Utf8Stream,
     stop: StopMatcher,
+    utf8: Utf8Stream,
 }
 
 impl TextStream {
     pub fn new<S: Into<String>>(stops: impl IntoIterator<Item = S>) -> TextStream {
         TextStream {
-            utf8: Utf8Stream::default(),
             stop: StopMatcher::new(stops),
+            utf8: Utf8Stream::default(),
         }
     }
 
     /// Adds one token's bytes.
     pub fn push(&mut self, bytes: &[u8]) -> TextPiece {
-        let ready = self.utf8.push(bytes);
-        self.stop.push(&String::from_utf8_lossy(&ready))
+        let (released, stopped) = self.stop.push(bytes);
+        let mut out = self.utf8.push(&released);
+        if stopped {
+            // Text before a stop string is complete: an unfinished character goes out too.
+            out.extend(self.utf8.finish());
+        }
+        TextPiece::of(out, stopped)
     }
 
     pub fn stopped(&self) -> bool {
         self.stop.stopped()
     }
 
-    /// The end of the stream: incomplete UTF-8 (as U+FFFD) and held-back text, unless a stop
-    /// string was reached (then nothing).
-    pub fn finish(&mut self) -> String {
-        let tail = self.utf8.finish();
+    /// The end of the stream: held-back text and an unfinished UTF-8 sequence (U+FFFD in
+    /// `text`); nothing after a stop string.
+    pub fn finish(&mut self) -> TextPiece {
         if self.stop.stopped() {
-            return String::new();
+            return TextPiece::default();
         }
-        let mut piece = self.stop.push(&String::from_utf8_lossy(&tail)).text;
-        piece.push_str(&self.stop.finish());
-        piece
+        let mut out = self.utf8.push(&self.stop.finish());
+        out.extend(self.utf8.finish());
+        TextPiece::of(out, false)
     }
 }
 
@@ -152,7 +158,7 @@ mod tests {
                 return (out, true);
             }
         }
-        out.push(s.finish());
+        out.push(s.finish().text);
         (out, false)
     }
 
@@ -173,7 +179,7 @@ mod tests {
         // "STOx" cannot start "STOP" any more, but "x" alone does not either: all released.
         assert_eq!(s.push(b"x").text, "STOx");
         assert_eq!(s.push(b" S").text, " ");
-        assert_eq!(s.finish(), "S");
+        assert_eq!(s.finish().text, "S");
     }
 
     #[test]
@@ -221,9 +227,23 @@ mod tests {
     }
 
     #[test]
-    fn invalid_bytes_become_replacement_characters() {
+    fn invalid_bytes_become_replacement_characters_in_text_and_stay_raw_in_bytes() {
         let (out, _) = run(&[], &[&[0xff, b'x'], &[0xe2, 0x82]]);
         assert_eq!(out.concat(), "\u{fffd}x\u{fffd}");
+        let mut s = TextStream::new(["zz"]);
+        assert_eq!(s.push(&[0xff, b'x']).bytes, vec![0xff, b'x']);
+        assert_eq!(s.push(&[0xe2, 0x82]).bytes, Vec::<u8>::new());
+        assert_eq!(s.finish().bytes, vec![0xe2, 0x82]);
+    }
+
+    #[test]
+    fn the_stop_matcher_alone_works_on_bytes() {
+        let mut m = StopMatcher::new(["ab"]);
+        assert_eq!(m.push(b"xa"), (b"x".to_vec(), false));
+        assert_eq!(m.held(), b"a");
+        assert_eq!(m.push(b"bc"), (Vec::new(), true));
+        assert!(m.stopped());
+        assert_eq!(m.finish(), Vec::<u8>::new());
     }
 
     #[test]
@@ -232,6 +252,6 @@ mod tests {
         assert_eq!(s.push(b"abc").text, "abc");
         assert!(s.push(b"END").stopped);
         assert_eq!(s.push(b"more").text, "");
-        assert_eq!(s.finish(), "");
+        assert_eq!(s.finish().text, "");
     }
 }
