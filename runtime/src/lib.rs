@@ -9,7 +9,7 @@
 //!   a [`Sampler`](llama::Sampler) chain built from plain [`SamplingParams`](llama::SamplingParams)
 //!   (penalties, logit bias, GBNF grammar), the [`TextStream`](llama::TextStream) stop-string
 //!   matcher, and a [`CancelToken`](llama::CancelToken).
-//! - [`engine`]: one sequence end to end: [`Session`](engine::Session) feeds a prompt and
+//! - [`engine`]: one sequence end to end: [`Session`] feeds a prompt and
 //!   streams text (an iterator or a callback), stops on stop strings, end of generation or a
 //!   token limit, can be cancelled from another thread, and reports timings.
 //!
