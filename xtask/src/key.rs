@@ -164,7 +164,10 @@ pub fn inputs(r: &KeyRequest) -> KeyInputs {
     if let Some(tc) = r.cross {
         toolchain = tc.key_toolchain(&toolchain);
     }
-    let with_runtime = r.runtime_source.is_some();
+    // A wasm build's "runtime" is its module (C shim + JavaScript API): its sources are the
+    // runtime source; no Rust is compiled, so rustc and runtime-info.json do not count.
+    let wasm = r.cross.is_some_and(|tc| tc.emscripten_toolchain.is_some());
+    let with_runtime = r.runtime_source.is_some() && !wasm;
     KeyInputs {
         tree_digest: r.source.digest.clone(),
         profile_hash: r.profile.hash.clone(),
