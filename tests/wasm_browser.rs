@@ -25,6 +25,32 @@ impl Drop for Server {
 
 const PROMPT: &str = "The quick brown fox";
 
+/// Starts `cargo xtask serve-wasm --port 0` for `model`, logging to `log`; the server and the URL
+/// it printed.
+fn serve(model: &Path, log: &Path) -> (Server, String) {
+    let mut child = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
+        .args(["serve-wasm", "--port", "0", "--model"])
+        .arg(model)
+        .arg("--log")
+        .arg(log)
+        .env("CI", "true")
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut base = String::new();
+    BufReader::new(stdout).read_line(&mut base).unwrap();
+    let base = base.trim().to_string();
+    assert!(
+        base.starts_with("http://127.0.0.1:"),
+        "server said {base:?}"
+    );
+    (server, base)
+}
+
 fn drive(user_data: &Path, url: &str, shot: &Path) -> Value {
     let out = Command::new("node")
         .arg(script("drive-chromium.js"))
@@ -69,26 +95,7 @@ fn the_page_streams_the_node_tokens_and_a_reload_uses_browser_storage() {
     std::fs::create_dir_all(&out_dir).unwrap();
     let log = out_dir.join("server.log");
     let _ = std::fs::remove_file(&log);
-    let mut child = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
-        .args(["serve-wasm", "--port", "0", "--model"])
-        .arg(&model)
-        .arg("--log")
-        .arg(&log)
-        .env("CI", "true")
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut base = String::new();
-    BufReader::new(stdout).read_line(&mut base).unwrap();
-    let base = base.trim().to_string();
-    assert!(
-        base.starts_with("http://127.0.0.1:"),
-        "server said {base:?}"
-    );
+    let (server, base) = serve(&model, &log);
     let url = format!(
         "{base}?autorun=1&seed=42&temperature=0.8&topK=40&topP=0.95&minP=0.05&repeatPenalty=1&maxTokens=24&prompt={}",
         PROMPT.replace(' ', "%20")
@@ -142,21 +149,7 @@ fn serve_wasm_sends_wasm_with_its_mime_type_and_logs_requests() {
     let (_, model) = module_and_model(&r);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
-    let mut child = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
-        .args(["serve-wasm", "--port", "0", "--model"])
-        .arg(&model)
-        .arg("--log")
-        .arg(&log)
-        .env("CI", "true")
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
-    let mut base = String::new();
-    BufReader::new(stdout).read_line(&mut base).unwrap();
+    let (_server, base) = serve(&model, &log);
     let addr = base
         .trim()
         .trim_start_matches("http://")

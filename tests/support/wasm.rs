@@ -12,9 +12,14 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Held while a test runs a command that may build the variant.
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    BUILDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `cargo xtask cross --machine ci/machines/wasm32-emscripten.json --json` (built once, cached).
 pub fn cross_wasm() -> Value {
-    let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = lock();
     let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
         .args([
             "cross",

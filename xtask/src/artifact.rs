@@ -463,20 +463,7 @@ fn cross_verification(
     report.portable_arm64 = portable_arm64;
     ctx.info(format!("{}: verified: {}", req.label, report.summary));
     Ok((
-        Verification {
-            smoke: crate::verify::SmokeReport {
-                system_info: report.system_info.clone(),
-                link_command: report.link_command.clone(),
-            },
-            runtime: None,
-            skipped: Some(format!(
-                "{}; verified at the C level instead: {}",
-                crate::verify::emulated::NO_RUST_RUNTIME,
-                report.summary
-            )),
-            no_device: None,
-            emulated: Some(report),
-        },
+        emulated_verification(report, crate::verify::emulated::NO_RUST_RUNTIME),
         Program {
             _dir: work,
             path: exe,
@@ -502,20 +489,31 @@ fn wasm_verification(
     let work = crate::fsx::private_temp_dir(Some(&ctx.cache_dir), "verify-wasm-")?;
     let report = crate::verify::wasm::verify(tc, prefix, &model, (&reference, &name), work.path())?;
     ctx.info(format!("{}: verified: {}", req.label, report.summary));
-    Ok(Verification {
+    Ok(emulated_verification(
+        report,
+        crate::verify::wasm::NO_RUST_RUNTIME,
+    ))
+}
+
+/// The verification record of a build proven without the Rust runtime (arm64 under qemu, wasm
+/// under node): the report, and why the runtime checks did not run.
+fn emulated_verification(
+    report: crate::verify::emulated::EmulatedReport,
+    no_runtime: &str,
+) -> Verification {
+    Verification {
         smoke: crate::verify::SmokeReport {
             system_info: report.system_info.clone(),
             link_command: report.link_command.clone(),
         },
         runtime: None,
         skipped: Some(format!(
-            "{}; verified at the C level instead: {}",
-            crate::verify::wasm::NO_RUST_RUNTIME,
+            "{no_runtime}; verified at the C level instead: {}",
             report.summary
         )),
         no_device: None,
         emulated: Some(report),
-    })
+    }
 }
 
 /// The portable build's logits for the verification prompt (building it first if needed).

@@ -493,6 +493,30 @@ mod tests {
     }
 
     #[test]
+    fn a_wasm_toolchain_is_emscripten_in_the_key_with_its_own_toolchain_file() {
+        let ems = "/usr/share/emscripten/cmake/Modules/Platform/Emscripten.cmake";
+        let t = CrossToolchain {
+            target_arch: "wasm32".into(),
+            cc: "/usr/bin/emcc".into(),
+            cxx: "/usr/bin/em++".into(),
+            version: "3.1.6".into(),
+            cxx_version: "3.1.6".into(),
+            sysroot: "/usr/share/emscripten".into(),
+            runner: "/usr/bin/node".into(),
+            runner_version: "20.20.2".into(),
+            emscripten_toolchain: Some(ems.into()),
+        };
+        assert!(t.toolchain_file().contains(&format!("include({ems})")));
+        let k = t.key_toolchain(&crate::cache::Toolchain::default());
+        assert_eq!(k.c, "emscripten 3.1.6 /usr/bin/emcc");
+        assert_eq!(k.cxx, "emscripten 3.1.6 /usr/bin/em++");
+        assert!(k
+            .cross
+            .unwrap()
+            .starts_with("wasm32-emscripten toolchain file sha256:"));
+    }
+
+    #[test]
     fn every_arm_extension_of_the_profile_has_hwcaps_to_check() {
         for (f, _) in crate::profile::rules::ARM_V82_EXTENSIONS {
             assert!(hwcaps_of(f).is_some(), "{f} has no HWCAP mapping");

@@ -826,6 +826,17 @@ mod tests {
     }
 
     #[test]
+    fn wasm_builds_install_emscripten_and_nodejs() {
+        let needs = cross_needs("wasm32");
+        let tools: Vec<&str> = needs.iter().map(|n| n.tool.as_str()).collect();
+        assert_eq!(tools, ["emcc", "node"]);
+        assert_eq!(
+            Manager::Apt.commands(&needs, true)[1].join(" "),
+            "apt-get install -y --no-install-recommends emscripten nodejs"
+        );
+    }
+
+    #[test]
     fn a_machine_without_vulkan_needs_the_loader_glslc_spirv_headers_and_newer_headers() {
         let m: Machine = serde_json::from_value(serde_json::json!({
             "schema": 1, "origin": "probed",

@@ -290,10 +290,11 @@ pub fn node(tc_or_node: &str, script: &Path) -> Cmd {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn recorded(name: &str) -> String {
+    /// A file of tests/fixtures/recorded/ (SOURCES.md says where each comes from).
+    pub(crate) fn recorded(name: &str) -> String {
         std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../tests/fixtures/recorded")

@@ -479,6 +479,15 @@ mod tests {
     }
 
     #[test]
+    fn a_wasm_variant_is_cross_built_on_a_linux_runner_only() {
+        let ok = "schema = 1\n[[variant]]\nname = \"wasm32-emscripten\"\nrunner = \"ubuntu-24.04\"\ntarget = \"wasm32-unknown-emscripten\"\narchive = \"tar.gz\"\nstatus = \"emulated\"\nproof = \"t\"\n";
+        let m = parse(ok).unwrap();
+        assert_eq!(m.variants[0].requirements.arch, "wasm32");
+        let e = parse(&ok.replace("ubuntu-24.04", "macos-15")).unwrap_err();
+        assert!(e.to_string().contains("on a Linux runner"), "{e}");
+    }
+
+    #[test]
     fn bad_toml_is_reported_with_line_and_column() {
         let e = parse("schema = 1\n[[variant]]\nname = \n").unwrap_err();
         let msg = e.to_string();

@@ -104,13 +104,8 @@ pub fn require_simd(checks: &[FeatureCheck]) -> Result<(), WasmVerifyError> {
     }
 }
 
-/// `emnm --defined-only LIB` (Emscripten's llvm-nm).
-pub fn nm(tc: &CrossToolchain, lib: &Path) -> Result<String, WasmVerifyError> {
-    let emnm = Path::new(&tc.cc).with_file_name("emnm");
-    let cmd = Cmd::new(&emnm)
-        .arg("--defined-only")
-        .arg(lib)
-        .timeout(Duration::from_secs(120));
+/// Runs `cmd`; its stdout, or the error naming the command with the end of its stderr.
+fn stdout_of(cmd: &Cmd) -> Result<String, WasmVerifyError> {
     let out = cmd.output().map_err(|e| WasmVerifyError::Run {
         command: cmd.display(),
         status: "not run".into(),
@@ -120,10 +115,21 @@ pub fn nm(tc: &CrossToolchain, lib: &Path) -> Result<String, WasmVerifyError> {
         return Err(WasmVerifyError::Run {
             command: cmd.display(),
             status: format!("{:?}", out.status),
-            stderr: crate::cmd::tail(&out.stderr, 10),
+            stderr: crate::cmd::tail(&out.stderr, 20),
         });
     }
     Ok(out.stdout)
+}
+
+/// `emnm --defined-only LIB` (Emscripten's llvm-nm).
+pub fn nm(tc: &CrossToolchain, lib: &Path) -> Result<String, WasmVerifyError> {
+    let emnm = Path::new(&tc.cc).with_file_name("emnm");
+    stdout_of(
+        &Cmd::new(&emnm)
+            .arg("--defined-only")
+            .arg(lib)
+            .timeout(Duration::from_secs(120)),
+    )
 }
 
 /// Runs the checks on `prefix` (libraries + `wasm/tunellama.{js,wasm}`); `work` holds the script.
@@ -143,20 +149,7 @@ pub fn verify(
         .arg(&module)
         .arg(model)
         .arg(PROMPT);
-    let out = run.output().map_err(|e| WasmVerifyError::Run {
-        command: run.display(),
-        status: "not run".into(),
-        stderr: e.to_string(),
-    })?;
-    if !out.success() {
-        return Err(WasmVerifyError::Run {
-            command: run.display(),
-            status: format!("{:?}", out.status),
-            stderr: crate::cmd::tail(&out.stderr, 20),
-        }
-        .into());
-    }
-    let p = parse_output(&out.stdout)?;
+    let p = parse_output(&stdout_of(&run)?)?;
     let link = super::read_link(prefix)?;
     let lib = prefix.join(&link.lib_dir).join("libggml-cpu.a");
     let checks = simd_checks(&p.system_info, &nm(tc, &lib)?);
@@ -202,14 +195,7 @@ pub fn verify(
 mod tests {
     use super::*;
 
-    fn recorded(name: &str) -> String {
-        std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../tests/fixtures/recorded")
-                .join(name),
-        )
-        .unwrap()
-    }
+    use crate::wasm::tests::recorded;
 
     #[test]
     fn a_simd128_build_passes_both_checks() {

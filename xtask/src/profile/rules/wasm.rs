@@ -37,3 +37,44 @@ pub fn decide(m: &crate::machine::Machine, d: &mut Vec<Decision>, hints: &mut Ve
     ));
     hints.push(THREADS_NOTE.into());
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::machine::Machine;
+
+    fn profile(path: &str) -> crate::profile::Profile {
+        let m = Machine::from_json_file(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(path),
+        )
+        .unwrap();
+        crate::profile::plan(&m, &Default::default())
+    }
+
+    #[test]
+    fn wasm32_gets_the_simd128_processor_no_openmp_and_wasm32_memory() {
+        let p = profile("ci/machines/wasm32-emscripten.json");
+        assert_eq!(p.decision("EMSCRIPTEN_SYSTEM_PROCESSOR"), Some("wasm32"));
+        assert_eq!(p.decision("GGML_OPENMP"), Some("OFF"));
+        assert_eq!(p.decision("LLAMA_WASM_MEM64"), Some("OFF"));
+        assert_eq!(p.decision("GGML_NATIVE"), Some("OFF"));
+        let openmp = p.decisions.iter().filter(|d| d.name == "GGML_OPENMP");
+        assert_eq!(openmp.count(), 1, "the shape's ON is replaced, not doubled");
+        assert!(p.hints.iter().any(|h| h.starts_with("threads: off")));
+        assert_eq!(p.runtime.threads, 1);
+        assert!(p.cmake.contains("EMSCRIPTEN_SYSTEM_PROCESSOR"));
+    }
+
+    #[test]
+    fn other_targets_get_no_emscripten_decision() {
+        for m in [
+            "ci/machines/linux-arm64.json",
+            "ci/machines/linux-x86_64-v3.json",
+        ] {
+            let p = profile(m);
+            assert_eq!(p.decision("EMSCRIPTEN_SYSTEM_PROCESSOR"), None, "{m}");
+            assert_eq!(p.decision("GGML_OPENMP"), Some("ON"), "{m}");
+        }
+    }
+}
