@@ -118,6 +118,28 @@ fn the_wasm_build_matches_x86_logits_under_node_with_simd128_kernels() {
     let again = cross_wasm();
     assert_eq!(again["outcome"], "hit", "{again}");
     assert_eq!(again["key"], r["key"]);
+
+    // One key computation: `setup --dry-run` plans the same key for this machine, as a hit.
+    let plan = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "setup",
+            "--machine",
+            "ci/machines/wasm32-emscripten.json",
+            "--dry-run",
+            "--json",
+        ])
+        .env("CI", "true")
+        .current_dir(wasm::repo())
+        .output()
+        .unwrap();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["key"], r["key"], "{plan}");
+    assert_eq!(plan["cache"]["state"], "hit", "{plan}");
 }
 
 #[test]

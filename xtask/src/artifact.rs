@@ -108,11 +108,7 @@ pub fn ensure(ctx: &Ctx, req: &Request, progress: &dyn Progress) -> anyhow::Resu
     };
     let cross = cross.as_ref();
     let fingerprint = crate::key::fingerprint_for(req.profile, req.host);
-    let runtime_source = if cross.is_some_and(is_wasm_toolchain) {
-        // The wasm module is linked in the build: its sources are part of the key, and another
-        // module reuses the llama.cpp libraries of the same inputs (sibling_with_same_libraries).
-        Some(format!("wasm module {}", crate::wasm::module_digest()))
-    } else if req.with_runtime {
+    let runtime_source = if req.with_runtime {
         Some(runtime_build::source_digest(&ctx.repo_root)?)
     } else {
         None
