@@ -4,7 +4,8 @@
 //! opens the page with `?autorun=1`; the generated tokens read from the page equal what the
 //! JavaScript API produced under node for the same prompt, options and seed. A second load with
 //! the same browser profile takes the model from Cache Storage: the server's log shows exactly one
-//! model download. Screenshots of both loads go to target/wasm-browser/.
+//! model download. A page pinning another sha256 refuses the model and stores nothing.
+//! Screenshots of the loads go to target/wasm-browser/.
 
 #[path = "support/wasm.rs"]
 mod wasm;
@@ -75,6 +76,16 @@ fn drive(user_data: &Path, url: &str, shot: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The page's result, failing the test with the page's error if it reported one.
+fn result(outcome: Value) -> Value {
+    assert!(
+        outcome["error"].is_null(),
+        "the page failed: {}",
+        outcome["error"]
+    );
+    outcome["result"].clone()
+}
+
 #[test]
 fn the_page_streams_the_node_tokens_and_a_reload_uses_browser_storage() {
     which("chromium");
@@ -109,7 +120,7 @@ fn the_page_streams_the_node_tokens_and_a_reload_uses_browser_storage() {
             .count()
     };
 
-    let first = drive(profile.path(), &url, &out_dir.join("first-load.png"));
+    let first = result(drive(profile.path(), &url, &out_dir.join("first-load.png")));
     assert_eq!(first["modelSource"], "network", "{first}");
     assert_eq!(first["tokens"], expected["tokens"], "page vs node");
     assert_eq!(first["text"], expected["text"]);
@@ -121,7 +132,11 @@ fn the_page_streams_the_node_tokens_and_a_reload_uses_browser_storage() {
     let served = std::fs::read_to_string(&log).unwrap();
     assert!(served.contains("GET /tunellama.wasm 200"), "{served}");
 
-    let second = drive(profile.path(), &url, &out_dir.join("second-load.png"));
+    let second = result(drive(
+        profile.path(),
+        &url,
+        &out_dir.join("second-load.png"),
+    ));
     assert_eq!(second["modelSource"], "cache-storage", "{second}");
     assert_eq!(second["tokens"], expected["tokens"]);
     assert_eq!(
@@ -130,6 +145,20 @@ fn the_page_streams_the_node_tokens_and_a_reload_uses_browser_storage() {
         "the reload must take the model from browser storage:\n{}",
         std::fs::read_to_string(&log).unwrap()
     );
+
+    // The sha256 is checked before use: a page pinning another hash refuses the model (with a
+    // fresh profile, so it is downloaded) and stores nothing.
+    let wrong = format!("{url}&sha256={}", "0".repeat(64));
+    let fresh = tempfile::tempdir().unwrap();
+    let refused = drive(fresh.path(), &wrong, &out_dir.join("sha256-mismatch.png"));
+    let error = refused["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{refused}"));
+    assert!(error.contains("model sha256 mismatch"), "{error}");
+    assert_eq!(downloads(), 2, "downloaded, then refused");
+    let again = drive(fresh.path(), &wrong, &out_dir.join("sha256-mismatch.png"));
+    assert!(again["error"].is_string(), "{again}");
+    assert_eq!(downloads(), 3, "nothing was stored: downloaded again");
     drop(server);
 }
 

@@ -2,8 +2,8 @@
 // Cache Storage or download it with a progress bar, verify its sha256 with SubtleCrypto before
 // use (a stored copy too), load it into the wasm module and stream a generation into the page.
 // `?autorun=1` generates at once and publishes the outcome as JSON in #result and as
-// window.tunellamaResult (the browser test reads it); seed, temperature, maxTokens, prompt can be
-// given in the query string.
+// window.tunellamaResult (the browser test reads it); seed, temperature, maxTokens, prompt and the
+// expected sha256 can be given in the query string.
 'use strict';
 const CACHE = 'tunellama-models-v1';
 const $ = (id) => document.getElementById(id);
@@ -80,6 +80,9 @@ function options() {
 
 async function main() {
   const info = await (await fetch('model.json', { cache: 'no-store' })).json();
+  // An application that knows its model pins the hash itself (`?sha256=`) instead of trusting
+  // the server's model.json.
+  if (params.has('sha256')) info.sha256 = params.get('sha256').toLowerCase();
   const [tl, m] = await Promise.all([createTunellama(), model(info)]);
   status(`model ${info.name} (${m.source}, sha256 ${info.sha256.slice(0, 12)}…): loading into wasm`);
   const llm = tl.loadModel(m.bytes);
