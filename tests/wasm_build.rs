@@ -228,3 +228,30 @@ fn dist_packs_the_module_its_types_and_the_page_with_sha256() {
         xtask::hashing::hex(&sha2::Sha256::digest(&bytes))
     );
 }
+
+#[test]
+fn the_probe_finds_emcc_and_node_by_asking_them() {
+    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
+        .args(["probe", "--json"])
+        .current_dir(wasm::repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (tool, version) in [("emcc", "3."), ("node", "")] {
+        let t = &m["tools"][tool];
+        assert_eq!(
+            t["status"], "found",
+            "{tool}: {t} (cargo xtask test installs it)"
+        );
+        assert!(t["version"].as_str().unwrap().starts_with(version), "{t}");
+        assert_eq!(
+            t["source"].as_str().unwrap(),
+            format!("{} --version", t["path"].as_str().unwrap())
+        );
+    }
+}
