@@ -53,9 +53,15 @@ fn serve(model: &Path, log: &Path) -> (Server, String) {
 }
 
 fn drive(user_data: &Path, url: &str, shot: &Path) -> Value {
+    let browser = xtask::prereq::chromium().unwrap_or_else(|| {
+        panic!(
+            "none of {:?} is installed: `cargo xtask test` installs chromium",
+            xtask::prereq::CHROMIUM_NAMES
+        )
+    });
     let out = Command::new("node")
         .arg(script("drive-chromium.js"))
-        .arg("chromium")
+        .arg(browser)
         .arg(user_data)
         .arg(url)
         .arg(shot)
@@ -88,7 +94,6 @@ fn result(outcome: Value) -> Value {
 
 #[test]
 fn the_page_streams_the_node_tokens_and_a_reload_uses_browser_storage() {
-    which("chromium");
     let r = cross_wasm();
     let (module, model) = module_and_model(&r);
     let options = r#"{"maxTokens":24,"temperature":0.8,"topK":40,"topP":0.95,"minP":0.05,"repeatPenalty":1.0,"seed":42}"#;
@@ -160,16 +165,6 @@ fn the_page_streams_the_node_tokens_and_a_reload_uses_browser_storage() {
     assert!(again["error"].is_string(), "{again}");
     assert_eq!(downloads(), 3, "nothing was stored: downloaded again");
     drop(server);
-}
-
-fn which(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed: `cargo xtask test` installs it (Debian package chromium)"
-    );
 }
 
 #[test]

@@ -138,11 +138,21 @@ fn wasm_needs() -> Vec<Need> {
     ]
 }
 
-/// What the browser test of the wasm variant needs (`tests/wasm_browser.rs`): Debian's Chromium,
-/// run headless against `cargo xtask serve-wasm`.
-pub fn missing_for_browser() -> Vec<Need> {
+/// Browsers the wasm browser test drives (DevTools protocol over a pipe), in order of preference:
+/// Debian's package, Ubuntu's name for it, Google's build (preinstalled on GitHub's runners).
+pub const CHROMIUM_NAMES: &[&str] = &["chromium", "chromium-browser", "google-chrome"];
+
+/// The Chromium-family browser on PATH, if any.
+pub fn chromium() -> Option<std::path::PathBuf> {
     let path = crate::env::path_var();
-    if which_in("chromium", &path).is_some() {
+    CHROMIUM_NAMES.iter().find_map(|n| which_in(n, &path))
+}
+
+/// What the browser test of the wasm variant needs (`tests/wasm_browser.rs`): a Chromium-family
+/// browser (Debian's `chromium` is installed when none is there), run headless against
+/// `cargo xtask serve-wasm`.
+pub fn missing_for_browser() -> Vec<Need> {
+    if chromium().is_some() {
         return Vec::new();
     }
     vec![need(
