@@ -120,24 +120,13 @@ fn the_wasm_build_matches_x86_logits_under_node_with_simd128_kernels() {
     assert_eq!(again["key"], r["key"]);
 
     // One key computation: `setup --dry-run` plans the same key for this machine, as a hit.
-    let plan = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "setup",
-            "--machine",
-            "ci/machines/wasm32-emscripten.json",
-            "--dry-run",
-            "--json",
-        ])
-        .env("CI", "true")
-        .current_dir(wasm::repo())
-        .output()
-        .unwrap();
-    assert!(
-        plan.status.success(),
-        "{}",
-        String::from_utf8_lossy(&plan.stderr)
-    );
-    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let plan = wasm::xtask_json(&[
+        "setup",
+        "--machine",
+        "ci/machines/wasm32-emscripten.json",
+        "--dry-run",
+        "--json",
+    ]);
     assert_eq!(plan["key"], r["key"], "{plan}");
     assert_eq!(plan["cache"]["state"], "hit", "{plan}");
 }
@@ -172,20 +161,14 @@ fn the_wasm_profile_explains_simd128_memory_openmp_and_threads() {
 fn dist_packs_the_module_its_types_and_the_page_with_sha256() {
     let out_dir = tempfile::tempdir().unwrap();
     let _one = wasm::lock();
-    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
-        .args(["dist", "--variant", "wasm32-emscripten", "--out"])
-        .arg(out_dir.path())
-        .arg("--json")
-        .env("CI", "true")
-        .current_dir(wasm::repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dist: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = wasm::xtask_json(&[
+        "dist",
+        "--variant",
+        "wasm32-emscripten",
+        "--out",
+        out_dir.path().to_str().unwrap(),
+        "--json",
+    ]);
     let emulated = r["emulated"].as_str().unwrap_or_else(|| panic!("{r}"));
     assert!(emulated.contains("wasm module under node"), "{emulated}");
     let archive = PathBuf::from(r["archive"].as_str().unwrap());
@@ -231,17 +214,7 @@ fn dist_packs_the_module_its_types_and_the_page_with_sha256() {
 
 #[test]
 fn the_probe_finds_emcc_and_node_by_asking_them() {
-    let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
-        .args(["probe", "--json"])
-        .current_dir(wasm::repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = wasm::xtask_json(&["probe", "--json"]);
     for (tool, version) in [("emcc", "3."), ("node", "")] {
         let t = &m["tools"][tool];
         assert_eq!(

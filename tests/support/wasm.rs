@@ -17,26 +17,32 @@ pub fn lock() -> std::sync::MutexGuard<'static, ()> {
     BUILDS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `cargo xtask cross --machine ci/machines/wasm32-emscripten.json --json` (built once, cached).
-pub fn cross_wasm() -> Value {
-    let _one = lock();
+/// `cargo xtask ARGS` in the repository with the test cache, `CI=true` (installs without
+/// asking); its JSON stdout, after asserting success.
+pub fn xtask_json(args: &[&str]) -> Value {
     let out = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "cross",
-            "--machine",
-            "ci/machines/wasm32-emscripten.json",
-            "--json",
-        ])
+        .args(args)
         .env("CI", "true")
         .current_dir(repo())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "cross wasm32 failed:\n{}",
+        "xtask {args:?} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `cargo xtask cross --machine ci/machines/wasm32-emscripten.json --json` (built once, cached).
+pub fn cross_wasm() -> Value {
+    let _one = lock();
+    xtask_json(&[
+        "cross",
+        "--machine",
+        "ci/machines/wasm32-emscripten.json",
+        "--json",
+    ])
 }
 
 /// The module's JavaScript file and the tiny model of a `cross_wasm` report.
