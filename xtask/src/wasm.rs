@@ -57,20 +57,15 @@ pub fn is_wasm(m: &Machine) -> bool {
     m.arch.value == "wasm32"
 }
 
-/// `emcc (Emscripten gcc/clang-like replacement + linker emulating GNU ld) 3.1.6 ()` → `3.1.6`.
+/// `emcc (Emscripten gcc/clang-like replacement + linker emulating GNU ld) 3.1.6 ()` → `3.1.6`:
+/// the first word after the description's closing parenthesis.
 pub fn parse_emcc_version(text: &str) -> Option<String> {
-    let line = text.lines().find(|l| l.starts_with("emcc "))?;
-    let rest = line.rsplit_once(')').map_or(line, |(_, r)| r).trim();
-    let rest = if rest.is_empty() || rest == "()" {
-        // `... GNU ld) 3.1.6 ()`: the version sits between the description and the empty `()`.
-        line.split(") ").nth(1)?.split_whitespace().next()?
-    } else {
-        rest.split_whitespace().next()?
-    };
-    rest.chars()
+    let line = text.lines().find(|l| l.starts_with("emcc ("))?;
+    let v = line.split_once(") ")?.1.split_whitespace().next()?;
+    v.chars()
         .next()
         .filter(char::is_ascii_digit)
-        .map(|_| rest.to_string())
+        .map(|_| v.to_string())
 }
 
 /// `v20.20.2` → `20.20.2`.
@@ -281,9 +276,9 @@ pub fn stage_site(repo_root: &Path, prefix: &Path, to: &Path) -> anyhow::Result<
     Ok(())
 }
 
-/// `node --no-experimental-fetch SCRIPT ARGS`.
-pub fn node(tc_or_node: &str, script: &Path) -> Cmd {
-    Cmd::new(tc_or_node)
+/// `node --no-experimental-fetch SCRIPT` (add the script's arguments).
+pub fn node(node: &str, script: &Path) -> Cmd {
+    Cmd::new(node)
         .arg(NODE_FLAG)
         .arg(script)
         .timeout(Duration::from_secs(600))
