@@ -294,6 +294,11 @@ fn build_and_publish(
                 .unwrap_or_else(|| "cmake".into())
                 .into(),
             toolchain_file: cross.map(|tc| tc.toolchain_file()),
+            env: if cross.is_some_and(is_wasm_toolchain) {
+                crate::wasm::env()
+            } else {
+                Vec::new()
+            },
         };
         let out = crate::build::run(&plan, progress)?;
         ctx.info(format!(
@@ -316,6 +321,11 @@ fn build_and_publish(
             },
             progress,
         )?;
+    }
+    if let Some(tc) = cross.filter(|tc| is_wasm_toolchain(tc)) {
+        // The WebAssembly module (C shim + JavaScript API) is part of the build: verified below.
+        let cmd = crate::wasm::build_module(tc, &prefix, &log)?;
+        ctx.info(format!("{}: linked the wasm module: {cmd}", req.label));
     }
     let (v, program) = verification(ctx, req, cross, &prefix, key, progress)?;
     if let Some(program) = program {
@@ -358,6 +368,9 @@ fn verification(
     key: &str,
     progress: &dyn Progress,
 ) -> anyhow::Result<(Verification, Option<Program>)> {
+    if let Some(tc) = cross.filter(|tc| is_wasm_toolchain(tc)) {
+        return Ok((wasm_verification(ctx, req, tc, prefix, progress)?, None));
+    }
     if let Some(tc) = cross {
         let (v, program) = cross_verification(ctx, req, tc, prefix, key, progress)?;
         return Ok((v, Some(program)));
@@ -446,25 +459,57 @@ fn cross_verification(
     report.portable_arm64 = portable_arm64;
     ctx.info(format!("{}: verified: {}", req.label, report.summary));
     Ok((
-        Verification {
-            smoke: crate::verify::SmokeReport {
-                system_info: report.system_info.clone(),
-                link_command: report.link_command.clone(),
-            },
-            runtime: None,
-            skipped: Some(format!(
-                "{}; verified at the C level instead: {}",
-                crate::verify::emulated::NO_RUST_RUNTIME,
-                report.summary
-            )),
-            no_device: None,
-            emulated: Some(report),
-        },
+        emulated_verification(report, crate::verify::emulated::NO_RUST_RUNTIME),
         Program {
             _dir: work,
             path: exe,
         },
     ))
+}
+
+fn is_wasm_toolchain(tc: &crate::cross::CrossToolchain) -> bool {
+    tc.target_arch == "wasm32"
+}
+
+/// A WebAssembly build: its module under node against this host's portable (x86) build's logits,
+/// and the SIMD128 kernels compiled in (`verify::wasm`).
+fn wasm_verification(
+    ctx: &Ctx,
+    req: &Request,
+    tc: &crate::cross::CrossToolchain,
+    prefix: &Path,
+    progress: &dyn Progress,
+) -> anyhow::Result<Verification> {
+    let model = tiny_model(ctx)?;
+    let (reference, name) = portable_reference(ctx, req, &model, progress)?;
+    let work = crate::fsx::private_temp_dir(Some(&ctx.cache_dir), "verify-wasm-")?;
+    let report = crate::verify::wasm::verify(tc, prefix, &model, (&reference, &name), work.path())?;
+    ctx.info(format!("{}: verified: {}", req.label, report.summary));
+    Ok(emulated_verification(
+        report,
+        crate::verify::wasm::NO_RUST_RUNTIME,
+    ))
+}
+
+/// The verification record of a build proven without the Rust runtime (arm64 under qemu, wasm
+/// under node): the report, and why the runtime checks did not run.
+fn emulated_verification(
+    report: crate::verify::emulated::EmulatedReport,
+    no_runtime: &str,
+) -> Verification {
+    Verification {
+        smoke: crate::verify::SmokeReport {
+            system_info: report.system_info.clone(),
+            link_command: report.link_command.clone(),
+        },
+        runtime: None,
+        skipped: Some(format!(
+            "{no_runtime}; verified at the C level instead: {}",
+            report.summary
+        )),
+        no_device: None,
+        emulated: Some(report),
+    }
 }
 
 /// The portable build's logits for the verification prompt (building it first if needed).

@@ -32,6 +32,9 @@ pub struct BuildPlan {
     /// passed as `CMAKE_TOOLCHAIN_FILE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toolchain_file: Option<String>,
+    /// Environment variables every step runs with (Emscripten's `NODE_PATH`, `wasm.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
 }
 
 /// The static libraries in link order, system libraries and search paths: written by the build
@@ -170,14 +173,18 @@ pub fn run(plan: &BuildPlan, progress: &dyn Progress) -> Result<BuildOutput, Bui
         fs_err::write(&file, text).map_err(io(&file))?;
         configure = configure.arg(format!("-DCMAKE_TOOLCHAIN_FILE={}", file.display()));
     }
+    let with_env = |c: Cmd| plan.env.iter().fold(c, |c, (k, v)| c.env(k, v));
+    let configure = with_env(configure);
     progress.start("configure", None, Unit::Steps);
     step("configure", &configure, &mut log, &plan.log, |_| {})?;
     progress.finish("done");
 
-    let build = Cmd::new(&plan.cmake)
-        .args(["--build"])
-        .arg(&plan.build_dir)
-        .args(["--config", "Release", "--parallel", &plan.jobs.to_string()]);
+    let build = with_env(
+        Cmd::new(&plan.cmake)
+            .args(["--build"])
+            .arg(&plan.build_dir)
+            .args(["--config", "Release", "--parallel", &plan.jobs.to_string()]),
+    );
     progress.start("compile llama.cpp", None, Unit::Steps);
     step("compile", &build, &mut log, &plan.log, |line| {
         if let Some((done, total)) = ninja_progress(line) {
@@ -186,10 +193,12 @@ pub fn run(plan: &BuildPlan, progress: &dyn Progress) -> Result<BuildOutput, Bui
     })?;
     progress.finish("done");
 
-    let install = Cmd::new(&plan.cmake)
-        .arg("--install")
-        .arg(&plan.build_dir)
-        .args(["--config", "Release"]);
+    let install = with_env(
+        Cmd::new(&plan.cmake)
+            .arg("--install")
+            .arg(&plan.build_dir)
+            .args(["--config", "Release"]),
+    );
     step("install", &install, &mut log, &plan.log, |_| {})?;
     record_cuda_library_dir(&plan.build_dir, &plan.prefix)?;
     let link = write_link_files(&plan.prefix)?;

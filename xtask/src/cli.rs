@@ -71,8 +71,11 @@ pub enum Command {
     Testmodel(crate::testmodel::TestModelArgs),
     /// Build one CI matrix variant (ci/matrix.toml) and pack it as a prebuilt archive + manifest
     Dist(crate::dist::DistArgs),
-    /// Cross-build a declared arm64 Machine on this x86-64 host and verify it under qemu-aarch64
+    /// Cross-build a declared arm64 Machine on this x86-64 host and verify it under qemu-aarch64,
+    /// or the wasm32 one (ci/machines/wasm32-emscripten.json) with Emscripten, verified under node
     Cross(crate::cross::CrossArgs),
+    /// Serve the wasm variant's page, module and a model on 127.0.0.1 (docs/wasm.md)
+    ServeWasm(crate::wasm_serve::ServeArgs),
     /// Run the current build's runtime binary with ARGS (`cargo xtask run -- info --json`)
     Run(crate::status::RunArgs),
     /// Regenerate the runtime's FFI bindings from the pinned llama.h (needs libclang; installs it)

@@ -120,6 +120,11 @@ pub fn run(ctx: &Ctx, args: &DistArgs, progress: &dyn Progress) -> anyhow::Resul
     let stage = stage_guard.path().join("prefix");
     crate::fsx::copy_dir(&built.prefix(), &stage)?;
     fs_err::write(stage.join(PROFILE_FILE), &profile.cmake)?;
+    if crate::wasm::is_wasm(&variant.machine) {
+        // The page beside the module: `web/` of the archive is a complete site
+        // (`cargo xtask serve-wasm --site web/`, or any static server with application/wasm).
+        crate::wasm::stage_site(&ctx.repo_root, &built.prefix(), &stage.join("web"))?;
+    }
     let verification = built.manifest.verification.clone().unwrap_or_default();
     fs_err::write(
         stage.join(VERIFICATION_FILE),

@@ -58,6 +58,7 @@ hinted![
     crate::testmodel::TestModelError,
     crate::verify::VerifyError,
     crate::verify::emulated::EmulatedError,
+    crate::verify::wasm::WasmVerifyError,
     crate::verify::runtime::RuntimeVerifyError,
     crate::vulkan_headers::HeadersError,
 ];

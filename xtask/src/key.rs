@@ -164,12 +164,22 @@ pub fn inputs(r: &KeyRequest) -> KeyInputs {
     if let Some(tc) = r.cross {
         toolchain = tc.key_toolchain(&toolchain);
     }
-    let with_runtime = r.runtime_source.is_some();
+    // A wasm build's "runtime" is its module (C shim + JavaScript API, linked in the build): its
+    // sources are the runtime source, so a changed module reuses the llama.cpp libraries of the
+    // same inputs (`artifact::sibling_with_same_libraries`); no Rust is compiled, so rustc and
+    // runtime-info.json do not count.
+    let wasm = r.cross.is_some_and(|tc| tc.emscripten_toolchain.is_some());
+    let runtime_source = if wasm {
+        Some(format!("wasm module {}", crate::wasm::module_digest()))
+    } else {
+        r.runtime_source.clone()
+    };
+    let with_runtime = runtime_source.is_some() && !wasm;
     KeyInputs {
         tree_digest: r.source.digest.clone(),
         profile_hash: r.profile.hash.clone(),
         toolchain,
-        runtime_source: r.runtime_source.clone(),
+        runtime_source,
         generator: GENERATOR_VERSION,
         rust: with_runtime.then(|| r.env.rust_identity()),
         runtime_info: with_runtime.then(|| {

@@ -41,3 +41,5 @@ pub mod testcmd;
 pub mod testmodel;
 pub mod verify;
 pub mod vulkan_headers;
+pub mod wasm;
+pub mod wasm_serve;

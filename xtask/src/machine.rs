@@ -90,6 +90,10 @@ pub enum Detection<T> {
 }
 
 impl<T> Detection<T> {
+    /// Not stated (the default).
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Detection::Unknown)
+    }
     pub fn found(&self) -> Option<&T> {
         match self {
             Detection::Found(t) => Some(t),
@@ -211,6 +215,12 @@ pub struct Tools {
     pub ninja: Detection<Tool>,
     #[serde(default)]
     pub git: Detection<Tool>,
+    /// Emscripten's compiler and node: the WebAssembly variant's toolchain (docs/wasm.md).
+    /// Left out of the JSON when not probed, so recorded machines read and write as before.
+    #[serde(default, skip_serializing_if = "Detection::is_unknown")]
+    pub emcc: Detection<Tool>,
+    #[serde(default, skip_serializing_if = "Detection::is_unknown")]
+    pub node: Detection<Tool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

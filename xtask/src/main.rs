@@ -41,6 +41,7 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => xtask::bench::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Dist(a) => xtask::dist::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Cross(a) => xtask::cross::run(ctx, &a, &*bars::for_ctx(ctx)),
+        Command::ServeWasm(a) => xtask::wasm_serve::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Run(a) => xtask::status::run_runtime(ctx, &a.args),
         Command::Bindings(a) => xtask::bindings::run(ctx, &a),
         Command::Ci(a) => xtask::ci::run(ctx, &a),

@@ -74,6 +74,9 @@ pub fn missing_for_cross(target_arch: &str) -> Vec<Need> {
 
 /// Every tool a cross build for `target_arch` uses, with its packages (Debian 12 names for apt).
 pub fn cross_needs(target_arch: &str) -> Vec<Need> {
+    if target_arch == "wasm32" {
+        return wasm_needs();
+    }
     if target_arch != "aarch64" {
         return Vec::new();
     }
@@ -109,6 +112,64 @@ pub fn cross_needs(target_arch: &str) -> Vec<Need> {
         ..need(&tool, why, apt)
     })
     .collect()
+}
+
+/// The WebAssembly variant (`wasm.rs`): Debian's Emscripten 3.1.6 (emcc, em++, em-config, emnm;
+/// it brings clang/lld 14, binaryen and node-acorn) and node, which runs the module.
+fn wasm_needs() -> Vec<Need> {
+    vec![
+        Need {
+            dnf: "emscripten",
+            pacman: "emscripten",
+            ..need(
+                "emcc",
+                "compiles llama.cpp and the tunellama module to WebAssembly (Emscripten)",
+                "emscripten",
+            )
+        },
+        Need {
+            pacman: "nodejs",
+            ..need(
+                "node",
+                "runs the WebAssembly module for its verification and the JavaScript API test",
+                "nodejs",
+            )
+        },
+    ]
+}
+
+/// Browsers the wasm browser test drives (DevTools protocol over a pipe), in order of preference:
+/// Debian's package, Ubuntu's name for it, Google's build (preinstalled on GitHub's runners).
+pub const CHROMIUM_NAMES: &[&str] = &["chromium", "chromium-browser", "google-chrome"];
+
+/// The Chromium-family browser on PATH, if any.
+pub fn chromium() -> Option<std::path::PathBuf> {
+    let path = crate::env::path_var();
+    CHROMIUM_NAMES.iter().find_map(|n| which_in(n, &path))
+}
+
+/// What the browser test of the wasm variant needs (`tests/wasm_browser.rs`): a Chromium-family
+/// browser (Debian's `chromium` is installed when none is there), run headless against
+/// `cargo xtask serve-wasm`.
+pub fn missing_for_browser() -> Vec<Need> {
+    if chromium().is_some() {
+        return Vec::new();
+    }
+    vec![need(
+        "chromium",
+        "the wasm variant's page is tested in headless Chromium (tests/wasm_browser.rs)",
+        "chromium",
+    )]
+}
+
+/// Installs Chromium for the browser test (saying what and why), then checks again.
+pub fn ensure_browser(ctx: &Ctx) -> anyhow::Result<()> {
+    let needs = missing_for_browser();
+    if needs.is_empty() {
+        return Ok(());
+    }
+    install(ctx, &needs)?;
+    none_still_missing(&missing_for_browser())
 }
 
 /// Installs what cross-building for `target_arch` needs (saying what and why), then checks again.
@@ -622,9 +683,13 @@ pub fn run(ctx: &Ctx, args: &PrereqArgs) -> anyhow::Result<std::process::ExitCod
         let o = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
         Ok(crate::profile::plan(m, &o).decision("GGML_VULKAN") == Some("ON"))
     };
-    if let Some(arch) = args.cross.as_deref().filter(|a| *a != "aarch64") {
+    if let Some(arch) = args
+        .cross
+        .as_deref()
+        .filter(|a| !["aarch64", "wasm32"].contains(a))
+    {
         anyhow::bail!(
-            "--cross {arch}: only aarch64 (arm64 Linux on an x86-64 Linux host) is supported"
+            "--cross {arch}: only aarch64 (arm64 Linux on an x86-64 Linux host) and wasm32 (Emscripten) are supported"
         );
     }
     if args.install {
@@ -767,7 +832,7 @@ pub struct PrereqArgs {
     #[arg(long, requires = "install")]
     pub cuda_wheels: bool,
     /// Also what cross-building for ARCH and running it under emulation needs (`aarch64`: the
-    /// arm64 cross compilers and qemu-user)
+    /// arm64 cross compilers and qemu-user; `wasm32`: emscripten and nodejs)
     #[arg(long, value_name = "ARCH")]
     pub cross: Option<String>,
     /// Also what a Vulkan build needs (loader, glslc, SPIR-V headers, vulkaninfo, headers new
@@ -800,6 +865,17 @@ mod tests {
             "apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user"
         );
         assert!(cross_needs("riscv64").is_empty());
+    }
+
+    #[test]
+    fn wasm_builds_install_emscripten_and_nodejs() {
+        let needs = cross_needs("wasm32");
+        let tools: Vec<&str> = needs.iter().map(|n| n.tool.as_str()).collect();
+        assert_eq!(tools, ["emcc", "node"]);
+        assert_eq!(
+            Manager::Apt.commands(&needs, true)[1].join(" "),
+            "apt-get install -y --no-install-recommends emscripten nodejs"
+        );
     }
 
     #[test]

@@ -90,6 +90,12 @@ pub fn machine_text(m: &Machine) -> String {
     let _ = writeln!(s, "cmake        {}", tool(&m.tools.cmake));
     let _ = writeln!(s, "ninja        {}", tool(&m.tools.ninja));
     let _ = writeln!(s, "git          {}", tool(&m.tools.git));
+    // The WebAssembly toolchain (docs/wasm.md); absent from recordings made before it was probed.
+    for (name, d) in [("emcc", &m.tools.emcc), ("node", &m.tools.node)] {
+        if !d.is_unknown() {
+            let _ = writeln!(s, "{name:<12} {}", tool(d));
+        }
+    }
     let _ = writeln!(
         s,
         "CUDA         {}",

@@ -42,6 +42,9 @@ pub fn required_cpu_features(machine: &Machine, profile: &Profile) -> Vec<String
             .filter(|(opt, _)| option_on(profile, opt))
             .flat_map(|(_, needs)| needs.iter().map(|f| f.to_string()))
             .collect()
+    } else if crate::wasm::is_wasm(machine) {
+        // ggml compiles every Emscripten build with -msimd128 (profile/rules/wasm.rs).
+        vec!["simd128".into()]
     } else {
         // arm64: the extensions named in GGML_CPU_ARM_ARCH ("armv8.2-a+fp16+dotprod").
         profile

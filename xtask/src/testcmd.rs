@@ -51,6 +51,12 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<std::process::ExitCode>
     if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         crate::prereq::ensure_cross_tools(ctx, "aarch64")?;
     }
+    // tests/wasm_*.rs build the WebAssembly variant with Emscripten, run it under node and its
+    // page in headless Chromium (docs/wasm.md): emscripten, nodejs, chromium.
+    if cfg!(target_os = "linux") {
+        crate::prereq::ensure_cross_tools(ctx, "wasm32")?;
+        crate::prereq::ensure_browser(ctx)?;
+    }
     // tests/vulkan_lavapipe.rs builds and runs the Vulkan variant on Mesa's lavapipe: the
     // loader, glslc, SPIR-V headers, vulkaninfo, lavapipe and headers new enough for the tree.
     if cfg!(target_os = "linux") {

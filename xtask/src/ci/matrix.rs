@@ -181,6 +181,9 @@ fn is_valid_name(n: &str) -> bool {
 
 /// The target triple's OS and arch in `std::env::consts` spelling.
 fn triple_os_arch(target: &str) -> Option<(&'static str, &'static str)> {
+    if target == "wasm32-unknown-emscripten" {
+        return Some(("emscripten", "wasm32"));
+    }
     let arch = match target.split('-').next()? {
         "x86_64" => "x86_64",
         "aarch64" => "aarch64",
@@ -293,11 +296,19 @@ impl Matrix {
             }
             let Some((os, arch)) = triple_os_arch(&decl.target) else {
                 return Err(fail(format!(
-                    "target `{}` is not a supported triple (x86_64/aarch64 on linux, apple-darwin or windows)",
+                    "target `{}` is not a supported triple (x86_64/aarch64 on linux, apple-darwin or windows; wasm32-unknown-emscripten)",
                     decl.target
                 )));
             };
-            if (os, arch) != (runner.os.as_str(), runner.arch.as_str()) {
+            // WebAssembly is cross-built with Emscripten on a Linux runner (docs/wasm.md).
+            let wasm_on_linux = os == "emscripten" && runner.os == "linux";
+            if os == "emscripten" && !wasm_on_linux {
+                return Err(fail(format!(
+                    "runner {} is {} {}: a wasm32 variant is cross-built with Emscripten on a Linux runner",
+                    runner.name, runner.os, runner.arch
+                )));
+            }
+            if !wasm_on_linux && (os, arch) != (runner.os.as_str(), runner.arch.as_str()) {
                 return Err(fail(format!(
                     "runner {} is {} {}, but target {} is {os} {arch}: each variant builds natively on its runner",
                     runner.name, runner.os, runner.arch, decl.target
@@ -454,13 +465,26 @@ mod tests {
                 "linux-arm64-v82",
                 "macos-arm64-metal",
                 "windows-x86_64",
-                "windows-x86_64-cuda12"
+                "windows-x86_64-cuda12",
+                "wasm32-emscripten"
             ]
         );
+        let wasm = m.variant("wasm32-emscripten").unwrap();
+        assert_eq!(wasm.requirements.cpu_features, ["simd128"]);
+        assert_eq!(wasm.runner, "ubuntu-24.04");
         let v2 = m.variant("linux-x86_64-v2").unwrap();
         assert_eq!(v2.requirements.cpu_features, ["sse4.2"]);
         let win = m.variant("windows-x86_64-cuda12").unwrap();
         assert_eq!(win.requirements.gpu_archs, ["75", "80", "86", "89", "90"]);
+    }
+
+    #[test]
+    fn a_wasm_variant_is_cross_built_on_a_linux_runner_only() {
+        let ok = "schema = 1\n[[variant]]\nname = \"wasm32-emscripten\"\nrunner = \"ubuntu-24.04\"\ntarget = \"wasm32-unknown-emscripten\"\narchive = \"tar.gz\"\nstatus = \"emulated\"\nproof = \"t\"\n";
+        let m = parse(ok).unwrap();
+        assert_eq!(m.variants[0].requirements.arch, "wasm32");
+        let e = parse(&ok.replace("ubuntu-24.04", "macos-15")).unwrap_err();
+        assert!(e.to_string().contains("on a Linux runner"), "{e}");
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub fn probe(opts: &ProbeOptions) -> Machine {
         let cmake = s.spawn(|| probe_tool(opts, "cmake", tools::parse_cmake_version));
         let ninja = s.spawn(|| probe_tool(opts, "ninja", tools::parse_ninja_version));
         let git = s.spawn(|| probe_tool(opts, "git", tools::parse_git_version));
+        let emcc = s.spawn(|| probe_tool(opts, "emcc", crate::wasm::parse_emcc_version));
+        let node = s.spawn(|| probe_tool(opts, "node", crate::wasm::parse_node_version));
         let cuda = s.spawn(|| probe_cuda(opts));
         let nvidia = s.spawn(|| probe_nvidia(opts));
         let vulkan = s.spawn(|| probe_vulkan(opts));
@@ -87,6 +89,8 @@ pub fn probe(opts: &ProbeOptions) -> Machine {
                 cmake: cmake.join().expect("probe thread"),
                 ninja: ninja.join().expect("probe thread"),
                 git: git.join().expect("probe thread"),
+                emcc: emcc.join().expect("probe thread"),
+                node: node.join().expect("probe thread"),
             },
             cuda: cuda.join().expect("probe thread"),
             nvidia: nvidia.join().expect("probe thread"),

@@ -283,7 +283,7 @@ pub fn link_command(
 
 /// `qemu-aarch64 -cpu MODEL PROGRAM ARGS`.
 pub fn run_command(tc: &CrossToolchain, cpu: &str, exe: &Path, model: &Path, threads: u32) -> Cmd {
-    Cmd::new(&tc.qemu)
+    Cmd::new(&tc.runner)
         .args(["-cpu", cpu])
         .arg(exe)
         .arg(model)
@@ -372,7 +372,7 @@ pub fn verify(
         None => None,
         Some((older, missing)) => Some(refusal(tc, older, &missing, &exe, model)?),
     };
-    let emulator = format!("qemu-aarch64 {} -cpu {}", tc.qemu_version, cpu.model);
+    let emulator = format!("qemu-aarch64 {} -cpu {}", tc.runner_version, cpu.model);
     let summary = format!(
         "C-level logits under {emulator} ({}): max |diff| {:.2e} vs {}, argmax {} equal{}; {}",
         cpu.arch,

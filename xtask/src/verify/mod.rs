@@ -7,6 +7,7 @@ pub mod emulated;
 pub mod features;
 pub mod prefix;
 pub mod runtime;
+pub mod wasm;
 
 use crate::cmd::Cmd;
 use serde::{Deserialize, Serialize};

@@ -112,6 +112,8 @@ pub fn decide(m: &Machine, d: &mut Vec<Decision>, hints: &mut Vec<String>) {
                     fact,
                 ));
             }
+        } else if crate::wasm::is_wasm(m) {
+            super::wasm::decide(m, d, hints);
         } else if m.arch.value == "aarch64" {
             let (arch, why, fact) = arm_arch(m);
             hints.push(format!(

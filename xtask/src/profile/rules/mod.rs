@@ -9,12 +9,14 @@ mod nvidia;
 mod runtime;
 mod shape;
 mod vulkan;
+mod wasm;
 
 #[cfg(test)]
 pub(crate) use cpu::ARM_V82_EXTENSIONS;
 pub(crate) use cpu::X86_ISA;
 pub use nvidia::CUDA_PROOF;
 pub use vulkan::vulkan_target;
+pub use wasm::THREADS_NOTE as WASM_THREADS_NOTE;
 
 use super::cuda::CudaTable;
 use super::overrides::Overrides;

@@ -13,6 +13,7 @@ pub fn runtime_defaults(
 ) -> RuntimeDefaults {
     let (threads, threads_why) = match (o.runtime.threads, m.cpu.physical_cores, m.cpu.logical_cores) {
         (Some(t), _, _) => (t, format!("override from {src}")),
+        _ if crate::wasm::is_wasm(m) => (1, "WebAssembly module without -pthread: one thread in this first version (docs/wasm.md)".into()),
         (None, Some(p), _) => (p, "physical cores: more threads than cores slows llama.cpp (measured 0.5-0.8x with fewer, no gain with SMT)".into()),
         (None, None, Some(l)) => (l, "logical cores (physical count unknown)".into()),
         (None, None, None) => (4, "core count unknown: a conservative 4".into()),
