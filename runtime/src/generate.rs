@@ -105,6 +105,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             n_ctx: ctx_size.value,
             n_batch: eval::BATCH.min(ctx_size.value),
             threads: threads.value,
+            n_ubatch: settings::ubatch(None)?.value,
+            flash_attn: settings::flash_attn(None)?.value,
         },
     )?;
     let mut sampler = Sampler::new(

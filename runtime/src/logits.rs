@@ -32,6 +32,9 @@ pub fn run(a: LogitsArgs) -> Result<()> {
             n_ctx: ctx_size.value,
             n_batch: eval::BATCH.min(ctx_size.value),
             threads: threads.value,
+            // Verification compares with the reference under llama.cpp's own defaults.
+            n_ubatch: None,
+            flash_attn: None,
         },
     )?;
     eval::prompt(&mut ctx, &tokens)?;

@@ -39,5 +39,6 @@ pub mod source;
 pub mod status;
 pub mod testcmd;
 pub mod testmodel;
+pub mod tune;
 pub mod verify;
 pub mod vulkan_headers;

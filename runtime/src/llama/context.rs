@@ -10,6 +10,10 @@ pub struct ContextOptions {
     /// Largest batch one `decode` may take (and, here, the physical batch too).
     pub n_batch: u32,
     pub threads: u32,
+    /// Physical batch (llama.cpp's `n_ubatch`); `None`: the whole logical batch.
+    pub n_ubatch: Option<u32>,
+    /// Flash attention on/off; `None`: llama.cpp's own default (auto).
+    pub flash_attn: Option<bool>,
 }
 
 pub struct Context<'m> {
@@ -25,7 +29,14 @@ impl<'m> Context<'m> {
             let mut p = ffi::llama_context_default_params();
             p.n_ctx = o.n_ctx;
             p.n_batch = o.n_batch;
-            p.n_ubatch = o.n_batch;
+            p.n_ubatch = o.n_ubatch.unwrap_or(o.n_batch).min(o.n_batch).max(1);
+            if let Some(fa) = o.flash_attn {
+                p.flash_attn_type = if fa {
+                    ffi::llama_flash_attn_type_LLAMA_FLASH_ATTN_TYPE_ENABLED
+                } else {
+                    ffi::llama_flash_attn_type_LLAMA_FLASH_ATTN_TYPE_DISABLED
+                };
+            }
             p.n_threads = o.threads as i32;
             p.n_threads_batch = o.threads as i32;
             // We time ourselves; llama's perf counters are not needed.

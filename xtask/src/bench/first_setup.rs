@@ -106,7 +106,7 @@ pub fn section(r: &Report) -> String {
     )
 }
 
-fn load_average() -> f64 {
+pub(crate) fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|t| t.split_whitespace().next()?.parse().ok())
@@ -114,7 +114,7 @@ fn load_average() -> f64 {
 }
 
 /// Runs `cmd` with stdout/stderr into `log`, saying every 30 s that it still runs; its wall time.
-fn timed(ctx: &Ctx, what: &str, mut cmd: Command, log: &Path) -> anyhow::Result<f64> {
+pub(crate) fn timed(ctx: &Ctx, what: &str, mut cmd: Command, log: &Path) -> anyhow::Result<f64> {
     let out = std::fs::File::create(log).map_err(|e| anyhow::anyhow!("{}: {e}", log.display()))?;
     let err = out.try_clone()?;
     ctx.info(format!("{what} (log: {}) ...", log.display()));
@@ -151,7 +151,7 @@ fn timed(ctx: &Ctx, what: &str, mut cmd: Command, log: &Path) -> anyhow::Result<
 }
 
 /// A command with the caller's cargo/rustc settings that would skew a cold build removed.
-fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new(program);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
