@@ -167,13 +167,17 @@ pub(crate) fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
-pub fn run(ctx: &Ctx, a: &BenchFirstSetupArgs) -> anyhow::Result<ExitCode> {
+/// The pin's `llama-cpp-sys-2` version: the peer builds exactly the pinned tree.
+pub(crate) fn pinned_sys_version(ctx: &Ctx) -> anyhow::Result<String> {
     let pin = crate::source::pin::Pin::load(&ctx.repo_root.join(crate::source::pin::PIN_PATH))?;
-    let sys_version = pin
-        .registry
+    pin.registry
         .as_ref()
         .map(|r| r.version.clone())
-        .ok_or_else(|| anyhow::anyhow!("the pin has no registry crate: no peer to compare with"))?;
+        .ok_or_else(|| anyhow::anyhow!("the pin has no registry crate: no peer to compare with"))
+}
+
+pub fn run(ctx: &Ctx, a: &BenchFirstSetupArgs) -> anyhow::Result<ExitCode> {
+    let sys_version = pinned_sys_version(ctx)?;
     let work = match &a.work_dir {
         Some(d) => d.clone(),
         None => ctx

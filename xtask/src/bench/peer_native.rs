@@ -73,12 +73,7 @@ fn pair(ours: Vec<f64>, peer: Vec<f64>) -> Pair {
 
 /// The peer project (manifest, bench program, `target-cpu=native`), built once into the cache.
 fn build_peer(ctx: &Ctx, a: &BenchPeerNativeArgs) -> anyhow::Result<PathBuf> {
-    let pin = crate::source::pin::Pin::load(&ctx.repo_root.join(crate::source::pin::PIN_PATH))?;
-    let sys_version = pin
-        .registry
-        .as_ref()
-        .map(|r| r.version.clone())
-        .ok_or_else(|| anyhow::anyhow!("the pin has no registry crate: no peer to compare with"))?;
+    let sys_version = super::first_setup::pinned_sys_version(ctx)?;
     let dir = ctx
         .cache_dir
         .join("bench")

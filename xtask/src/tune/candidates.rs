@@ -159,17 +159,20 @@ pub fn ubatch(prompt: u32) -> Vec<Option<u32>> {
     v
 }
 
+/// The recorded Machine of this project's 2-core AVX-512 host (tests).
+#[cfg(test)]
+pub(crate) fn fixture_machine() -> Machine {
+    Machine::from_json_file(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/machines/this-machine-epyc-avx512.json"),
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixture_machine as machine;
     use super::*;
-
-    fn machine() -> Machine {
-        Machine::from_json_file(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../tests/fixtures/machines/this-machine-epyc-avx512.json"),
-        )
-        .unwrap()
-    }
 
     #[test]
     fn build_candidates_vary_only_what_the_rules_decided() {
