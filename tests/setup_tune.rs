@@ -4,7 +4,8 @@
 //! whose `info` shows the evidence; the next `setup` reuses the record without measuring; the
 //! recorded verdicts are exactly what the choice rule gives on the recorded samples, so a
 //! candidate within the noise of the default was not chosen. (The rule itself on plain data:
-//! `tune::choose` unit tests.) Cold: one llama.cpp build (~2-4 min on 2 cores); warm: one runtime
+//! `tune::choose` unit tests.) The record is removed at the end: other tests share the test cache
+//! and expect the rule-based build. Cold: one llama.cpp build (~2-4 min on 2 cores); warm: one runtime
 //! build for the re-tuned defaults plus the measurements (~1 min).
 
 use serde_json::Value;
@@ -63,14 +64,28 @@ fn text_info(bin: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// Removes the record when the test ends (passed or not): the test cache is shared with other
+/// tests, and a record there would make every later `setup` of this machine use the tuned build.
+struct RemoveRecord(Option<PathBuf>);
+
+impl Drop for RemoveRecord {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 #[test]
 fn tune_records_its_evidence_info_shows_it_and_the_next_setup_reuses_it() {
+    let mut cleanup = RemoveRecord(None);
     // (a) --tune --force measures now (a warm cache holds an older record).
     let (tuned, stderr) = xtask(TUNE);
     let t = &tuned["tune"];
     assert_eq!(t["state"], "tuned", "{tuned}\n{stderr}");
     assert!(stderr.contains("tune threads: round 1/3"), "{stderr}");
     let record_path = PathBuf::from(t["record"].as_str().unwrap());
+    cleanup.0 = Some(record_path.clone());
     let base_key = t["base_key"].as_str().unwrap();
     assert_eq!(
         record_path.parent().unwrap().file_name().unwrap(),
