@@ -1,9 +1,10 @@
 //! `setup --tune`, stage 3: choose. Pure, on a recorded [`Session`]: an arm replaces the
 //! reference (arm 0, the current choice) only when it is faster by more than the noise in pp or
-//! tg and not slower by more than the noise in the other. Noise is the round-to-round spread
-//! ((max - min) / mean) of the reference or of the arm, whichever is larger, and never under
-//! [`MIN_NOISE`]. Among the arms that qualify, the best geometric mean of the pp and tg ratios
-//! wins. Fewer than two rounds show no noise: then nothing replaces the reference.
+//! tg and not slower by more than the noise in the other. Ratios are of medians (one disturbed
+//! round out of three does not decide); noise is the round-to-round spread ((max - min) / median)
+//! of the reference or of the arm, whichever is larger, and never under [`MIN_NOISE`]. Among the
+//! arms that qualify, the best geometric mean of the pp and tg ratios wins. Fewer than two rounds
+//! show no noise: then nothing replaces the reference.
 
 use super::measure::{ArmSamples, Session};
 use serde::{Deserialize, Serialize};
@@ -11,34 +12,36 @@ use serde::{Deserialize, Serialize};
 /// The smallest noise assumed (1%): two or three rounds can agree by chance.
 pub const MIN_NOISE: f64 = 0.01;
 
-/// Mean and relative spread of samples.
-pub fn mean_spread(s: &[f64]) -> (f64, f64) {
+/// Median and relative spread ((max - min) / median) of samples.
+pub fn median_spread(s: &[f64]) -> (f64, f64) {
     if s.is_empty() {
         return (0.0, 0.0);
     }
-    let mean = s.iter().sum::<f64>() / s.len() as f64;
-    let (lo, hi) = s
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
-            (l.min(x), h.max(x))
-        });
-    let spread = if mean > 0.0 && s.len() > 1 {
-        (hi - lo) / mean
+    let mut v = s.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    let spread = if median > 0.0 && n > 1 {
+        (v[n - 1] - v[0]) / median
     } else {
         0.0
     };
-    (mean, spread)
+    (median, spread)
 }
 
 /// One arm against the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub arm: String,
-    pub pp_mean: f64,
-    pub tg_mean: f64,
+    pub pp_median: f64,
+    pub tg_median: f64,
     pub pp_spread: f64,
     pub tg_spread: f64,
-    /// arm mean / reference mean (1.0 for the reference itself).
+    /// arm median / reference median (1.0 for the reference itself).
     pub pp_ratio: f64,
     pub tg_ratio: f64,
     /// The noise this arm had to beat, per test.
@@ -76,10 +79,10 @@ fn pct(x: f64) -> String {
 }
 
 fn verdict(reference: &ArmSamples, arm: &ArmSamples, is_reference: bool, rounds: u32) -> Verdict {
-    let (rp, rps) = mean_spread(&reference.pp);
-    let (rt, rts) = mean_spread(&reference.tg);
-    let (pp, pps) = mean_spread(&arm.pp);
-    let (tg, tgs) = mean_spread(&arm.tg);
+    let (rp, rps) = median_spread(&reference.pp);
+    let (rt, rts) = median_spread(&reference.tg);
+    let (pp, pps) = median_spread(&arm.pp);
+    let (tg, tgs) = median_spread(&arm.tg);
     let ratio = |a: f64, r: f64| if r > 0.0 { a / r } else { f64::NAN };
     let (pp_ratio, tg_ratio) = (ratio(pp, rp), ratio(tg, rt));
     let pp_noise = rps.max(pps).max(MIN_NOISE);
@@ -120,8 +123,8 @@ fn verdict(reference: &ArmSamples, arm: &ArmSamples, is_reference: bool, rounds:
     };
     Verdict {
         arm: arm.name.clone(),
-        pp_mean: pp,
-        tg_mean: tg,
+        pp_median: pp,
+        tg_median: tg,
         pp_spread: pps,
         tg_spread: tgs,
         pp_ratio,

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 /// The record's file name inside the base build's cache entry.
 pub const RECORD: &str = "tune.json";
-pub const RECORD_SCHEMA: u32 = 1;
+pub const RECORD_SCHEMA: u32 = 2;
 
 /// Everything `setup --tune` measured and chose.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
