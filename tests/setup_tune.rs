@@ -5,8 +5,9 @@
 //! recorded verdicts are exactly what the choice rule gives on the recorded samples, so a
 //! candidate within the noise of the default was not chosen. (The rule itself on plain data:
 //! `tune::choose` unit tests.) The record is removed at the end: other tests share the test cache
-//! and expect the rule-based build. Cold: one llama.cpp build (~2-4 min on 2 cores); warm: one runtime
-//! build for the re-tuned defaults plus the measurements (~1 min).
+//! and expect the rule-based build. Cold: one llama.cpp build (about 100 s on a quiet 2-core
+//! machine, 435 s measured under load 8-10); warm: one runtime build for the re-tuned defaults plus
+//! the measurements (48-61 s measured).
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
