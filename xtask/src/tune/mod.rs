@@ -289,7 +289,9 @@ fn tune(
         w.model_desc,
         per_run.as_secs_f64()
     ));
-    let stage_cost = |arms: usize| per_run * (2 * arms as u32);
+    // The slowest bench run seen so far sizes the next stage (load can change while tuning).
+    let per_run = std::cell::Cell::new(per_run);
+    let stage_cost = |arms: usize| per_run.get() * (2 * arms as u32);
 
     // Build candidates, each through the normal cached path.
     let default_build = BuildCandidate {
@@ -374,6 +376,8 @@ fn tune(
             return Ok(0);
         }
         let s = measure::run(name, &arms, &w, args.tune_rounds.max(2), deadline, &say)?;
+        let runs = (s.rounds as usize * arms.len()).max(1) as f64;
+        per_run.set(per_run.get().max(Duration::from_secs_f64(s.seconds / runs)));
         if let Some(why) = &s.stopped {
             say(format!("tune {name}: {why}"));
         }
