@@ -80,6 +80,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "-p 0 and -n 0 leave nothing to measure: give at least one of them a token count",
         ));
     }
+    let flash_attn = settings::flash_attn(a.flash_attn.as_deref())?;
+    let ubatch = settings::ubatch(a.ubatch_size)?;
     let header = load::header(&a.model.model)?;
     let gpu = settings::gpu_layers(a.model.gpu_layers.as_deref(), &header)?;
     let (model, _) = load::model(&a.model.model, &header, gpu.value, a.model.verbose)?;
@@ -88,7 +90,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut ctx = Context::new(
         &model,
         // The whole pp prompt must be one batch: that is what pp measures.
-        ContextOptions::new(n_ctx, n_prompt.max(1) as u32, threads.value),
+        ContextOptions::new(n_ctx, n_prompt.max(1) as u32, threads.value)
+            .with_knobs(ubatch.value, flash_attn.value),
     )?;
     let mut batch = Batch::new(n_prompt.max(1));
     let mut results = Vec::new();
@@ -121,6 +124,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "model_size": model.size_bytes(),
             "model_params": model.n_params(),
             "threads": threads.value,
+            "threads_why": threads.why,
+            "flash_attn": flash_attn.value,
+            "flash_attn_why": flash_attn.why,
+            "ubatch": ubatch.value,
+            "ubatch_why": ubatch.why,
             "gpu_layers": gpu.value,
             "gpu_layers_why": gpu.why,
             "offload": model.load,

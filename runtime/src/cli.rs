@@ -133,6 +133,12 @@ pub struct BenchArgs {
     /// Repetitions of each test (after one warm-up run that is not counted)
     #[arg(short = 'r', long, default_value_t = 5)]
     pub repetitions: i64,
+    /// Flash attention: on, off or auto (default: the build's tuned value, else auto)
+    #[arg(long, value_name = "on|off|auto")]
+    pub flash_attn: Option<String>,
+    /// Physical batch size for pp (default: the build's tuned value, else the whole prompt)
+    #[arg(long, value_name = "N")]
+    pub ubatch_size: Option<i64>,
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,

@@ -104,6 +104,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             ctx_size.value,
             eval::BATCH.min(ctx_size.value),
             threads.value,
+        )
+        .with_knobs(
+            settings::ubatch(None)?.value,
+            settings::flash_attn(None)?.value,
         ),
     )?;
     let options = GenerateOptions {

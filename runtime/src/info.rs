@@ -155,6 +155,24 @@ fn text(
     writeln!(s, "  threads     {:<6} {}", d.threads, d.threads_why)?;
     writeln!(s, "  gpu layers  {:<6} {}", d.gpu_layers, d.gpu_layers_why)?;
     writeln!(s, "  ctx size    {:<6} {}", d.ctx_size, d.ctx_why)?;
+    if let Some(fa) = &d.flash_attn {
+        let why = d.flash_attn_why.as_deref().unwrap_or("");
+        writeln!(s, "  flash attn  {fa:<6} {why}")?;
+    }
+    if let Some(u) = d.ubatch {
+        let why = d.ubatch_why.as_deref().unwrap_or("");
+        writeln!(s, "  ubatch      {u:<6} {why}")?;
+    }
+    if let Some(t) = &d.tuned {
+        writeln!(
+            s,
+            "\ntuned by measurement on {} (against build {})",
+            t.on, t.base_key
+        )?;
+        for e in &t.evidence {
+            writeln!(s, "  {e}")?;
+        }
+    }
     writeln!(s, "\nrequired CPU features")?;
     for f in features {
         writeln!(s, "  {:<12} {}", f.name, f.status)?;

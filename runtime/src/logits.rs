@@ -28,6 +28,8 @@ pub fn run(a: LogitsArgs) -> Result<()> {
     }
     let mut ctx = Context::new(
         &model,
+        // Verification compares with the reference under llama.cpp's own defaults (no tuned
+        // physical batch or flash attention).
         ContextOptions::new(
             ctx_size.value,
             eval::BATCH.min(ctx_size.value),

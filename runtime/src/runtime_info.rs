@@ -65,6 +65,30 @@ pub struct Defaults {
     pub ctx_why: String,
     #[serde(deserialize_with = "present")]
     pub ram_bytes: Option<u64>,
+    /// `"on"` or `"off"`; absent: llama.cpp's own default (auto). Set by `setup --tune`.
+    #[serde(default)]
+    pub flash_attn: Option<String>,
+    #[serde(default)]
+    pub flash_attn_why: Option<String>,
+    /// Physical batch (`n_ubatch`); absent: the whole logical batch. Set by `setup --tune`.
+    #[serde(default)]
+    pub ubatch: Option<u32>,
+    #[serde(default)]
+    pub ubatch_why: Option<String>,
+    /// The measurement behind tuned values (`setup --tune`); absent for a rule-based build.
+    #[serde(default)]
+    pub tuned: Option<Tuned>,
+}
+
+/// Where tuned defaults came from: when, on which base build, and the evidence lines.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tuned {
+    /// `YYYY-MM-DD HH:MM UTC`.
+    pub on: String,
+    /// The key of the rule-based build that was measured against.
+    pub base_key: String,
+    /// One line per tuned value, e.g. `threads 1: measured 1.31x tg over 2 (noise 2.0%)`.
+    pub evidence: Vec<String>,
 }
 
 /// A field that must be present but may be `null` (serde lets a plain `Option` go missing).

@@ -59,6 +59,50 @@ pub fn threads(flag: Option<i64>) -> Result<Chosen<u32>> {
     }
 }
 
+/// Flash attention: the flag (`on`, `off`, `auto`), else the tuned default, else llama.cpp's
+/// own (auto). `None` means auto.
+pub fn flash_attn(flag: Option<&str>) -> Result<Chosen<Option<bool>>> {
+    let d = &info().defaults;
+    let (text, why) = match (flag, &d.flash_attn) {
+        (Some(f), _) => (f.to_string(), "--flash-attn".to_string()),
+        (None, Some(t)) => (
+            t.clone(),
+            format!(
+                "tuned default: {}",
+                d.flash_attn_why.as_deref().unwrap_or("set by setup")
+            ),
+        ),
+        (None, None) => ("auto".into(), "llama.cpp's default (no tuned value)".into()),
+    };
+    match text.as_str() {
+        "on" => Ok(chosen(Some(true), why)),
+        "off" => Ok(chosen(Some(false), why)),
+        "auto" => Ok(chosen(None, why)),
+        other => Err(CliError::bad_input(format!(
+            "--flash-attn `{other}` is not one of on, off, auto"
+        ))),
+    }
+}
+
+/// Physical batch size: the flag, else the tuned default, else the whole batch (`None`).
+pub fn ubatch(flag: Option<i64>) -> Result<Chosen<Option<u32>>> {
+    if let Some(u) = flag {
+        let u = int_in("--ubatch-size", u, 1, 1 << 16)?;
+        return Ok(chosen(Some(u as u32), "--ubatch-size"));
+    }
+    let d = &info().defaults;
+    Ok(match d.ubatch {
+        Some(u) => chosen(
+            Some(u),
+            format!(
+                "tuned default: {}",
+                d.ubatch_why.as_deref().unwrap_or("set by setup")
+            ),
+        ),
+        None => chosen(None, "the whole batch (no tuned value)"),
+    })
+}
+
 /// Total RAM of the machine this runs on, read now (never baked in at build time): /proc/meminfo
 /// on Linux, `hw.memsize` on macOS; a figure in runtime-info.json (written by older setups) only
 /// where neither exists.

@@ -39,6 +39,7 @@ pub mod source;
 pub mod status;
 pub mod testcmd;
 pub mod testmodel;
+pub mod tune;
 pub mod verify;
 pub mod vulkan_headers;
 pub mod wasm;

@@ -219,6 +219,24 @@ pub fn profile_explain(p: &crate::profile::Profile) -> String {
     let _ = writeln!(s, "  threads     {:<6} {}", r.threads, r.threads_why);
     let _ = writeln!(s, "  gpu layers  {:<6} {}", r.gpu_layers, r.gpu_layers_why);
     let _ = writeln!(s, "  context     {:<6} {}", r.ctx_size, r.ctx_why);
+    if let Some(fa) = &r.flash_attn {
+        let why = r.flash_attn_why.as_deref().unwrap_or("");
+        let _ = writeln!(s, "  flash attn  {fa:<6} {why}");
+    }
+    if let Some(u) = r.ubatch {
+        let why = r.ubatch_why.as_deref().unwrap_or("");
+        let _ = writeln!(s, "  ubatch      {u:<6} {why}");
+    }
+    if let Some(t) = &r.tuned {
+        let _ = writeln!(
+            s,
+            "\ntuned by measurement on {} (setup --tune; record tune.json of build {})",
+            t.on, t.base_key
+        );
+        for e in &t.evidence {
+            let _ = writeln!(s, "  {e}");
+        }
+    }
     for x in &p.warnings {
         let _ = writeln!(s, "warning: {x}");
     }

@@ -29,6 +29,9 @@ pub struct SetupReport {
     pub chosen_because: String,
     /// The verified model file, with `--model`.
     pub model: Option<std::path::PathBuf>,
+    /// The tuned choice applied (`--tune`, or a record of an earlier `--tune` reused); then
+    /// `key`, `entry`, `prefix` and `runtime_bin` are the tuned build's.
+    pub tune: Option<crate::tune::Summary>,
     pub seconds: f64,
 }
 
@@ -38,6 +41,12 @@ pub fn run(
     progress: &dyn crate::progress::Progress,
 ) -> anyhow::Result<std::process::ExitCode> {
     let started = Instant::now();
+    if args.tune.tune && (args.lib_only || args.machine.machine.is_some()) {
+        anyhow::bail!(
+            "--tune measures this machine's runtime: it cannot be combined with --lib-only or --machine"
+        );
+    }
+    crate::tune::parse_budget(&args.tune.tune_budget).map_err(|e| anyhow::anyhow!(e))?;
     // This machine as it is: nothing is installed before the plan says a source build needs it.
     let mut host = ctx.machine(None)?;
     // A recorded Machine (--machine) is the target: planned, and it selects the prebuilt variant.
@@ -116,6 +125,7 @@ pub fn run(
             variant: Some(p.variant.clone()),
             chosen_because: plan.chosen_because.clone(),
             model: None,
+            tune: None,
             seconds: started.elapsed().as_secs_f64(),
         };
         return finish(ctx, args, &target, progress, report);
@@ -162,14 +172,47 @@ pub fn run(
             host: &host,
             profile: &profile,
             tree: &tree,
-            force: args.force,
+            force: args.rebuild(),
             reference: crate::artifact::Reference::ShippedOrPortable,
             with_runtime: !args.lib_only,
         },
         progress,
     )?;
+    let tuned = if args.lib_only || args.machine.machine.is_some() {
+        None
+    } else {
+        crate::tune::after_setup(
+            ctx,
+            &args.tune,
+            args.force,
+            &crate::tune::Inputs {
+                target: &target,
+                host: &host,
+                overrides: &overrides,
+                profile: &profile,
+                tree: &tree,
+                base: &ensured,
+            },
+            progress,
+        )?
+    };
     let mut chosen_because = plan.chosen_because.clone();
-    if let Some(planned) = plan.key.as_ref().filter(|k| **k != ensured.key) {
+    let (ensured, tune) = match tuned {
+        Some((t, summary)) => {
+            chosen_because.push_str(&format!(
+                "; tuned on {}, {}: build {} with {} (rule-based build {})",
+                summary.on,
+                summary.state,
+                summary.build,
+                summary.knobs.describe(),
+                summary.base_key
+            ));
+            (t, Some(summary))
+        }
+        None => (ensured, None),
+    };
+    let base_key = tune.as_ref().map_or(&ensured.key, |t| &t.base_key);
+    if let Some(planned) = plan.key.as_ref().filter(|k| *k != base_key) {
         // Installing tools (or an unpinned tree) changed the toolchain or the tree: say so.
         chosen_because.push_str(&format!(
             " (planned key {planned}; after installing tools and obtaining the tree the key is {})",
@@ -204,6 +247,7 @@ pub fn run(
         variant: None,
         chosen_because,
         model: None,
+        tune,
         seconds: started.elapsed().as_secs_f64(),
     };
     finish(ctx, args, &target, progress, report)
@@ -248,6 +292,17 @@ fn finish(
         }
         if let Some(m) = &report.model {
             println!("  model:   {}", m.display());
+        }
+        if let Some(t) = &report.tune {
+            println!(
+                "  tuned:   {} on {} (record {})",
+                t.state,
+                t.on,
+                t.record.display()
+            );
+            for e in &t.evidence {
+                println!("           {e}");
+            }
         }
         println!("  ({:.2} s)", report.seconds);
     }

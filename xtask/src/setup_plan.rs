@@ -128,6 +128,8 @@ pub struct SetupPlan {
     pub model: Option<String>,
     /// Whether `current` (what `status` and `run` use) moves to the result.
     pub sets_current: bool,
+    /// A tuned choice for the key (`setup --tune`): reused, measured, or none.
+    pub tune: Option<crate::tune::TunePlan>,
 }
 
 /// The options of the decision (from `setup`'s flags).
@@ -335,7 +337,7 @@ pub fn plan(
             let cache = Cache::new(&ctx.cache_dir);
             let entry = cache.entry_dir(key);
             match cache.lookup(key) {
-                _ if args.force => CacheState::Build {
+                _ if args.rebuild() => CacheState::Build {
                     reason: "--force".into(),
                 },
                 Lookup::Hit(m) => {
@@ -383,11 +385,17 @@ pub fn plan(
         }
     };
     let flags = Flags {
-        force: args.force,
+        force: args.rebuild(),
         from_source: args.from_source,
         lib_only: args.lib_only,
     };
     let (action, chosen_because) = decide(flags, key.as_deref(), &cache, offer.as_ref());
+    let tune = key
+        .as_deref()
+        .filter(|_| {
+            action != Action::InstallPrebuilt && !args.lib_only && args.machine.machine.is_none()
+        })
+        .map(|k| crate::tune::plan(ctx, k, &args.tune, args.force));
     Ok(SetupPlan {
         host: MachineSummary::of(host, "this machine (probed)".into()),
         target: MachineSummary::of(
@@ -418,6 +426,7 @@ pub fn plan(
         chosen_because,
         model: args.model.clone(),
         sets_current: !args.keep_current,
+        tune,
     })
 }
 
@@ -587,6 +596,9 @@ pub fn text(p: &SetupPlan) -> String {
             .unwrap_or_default()
     ));
     line(format!("  because: {}", p.chosen_because));
+    if let Some(t) = &p.tune {
+        line(format!("  tune:    {}", t.line));
+    }
     if !p.sets_current {
         line("  current: unchanged (--keep-current)".into());
     }
@@ -637,6 +649,16 @@ pub struct SetupArgs {
     pub model: Option<String>,
     #[command(flatten)]
     pub source: crate::source::SourceArgs,
+    #[command(flatten)]
+    pub tune: crate::tune::TuneArgs,
+}
+
+impl SetupArgs {
+    /// `--force` rebuilds the rule-based build, except with `--tune`, where it means: measure
+    /// again (the builds stay cached).
+    pub fn rebuild(&self) -> bool {
+        self.force && !self.tune.tune
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<std::process::Exit
         // building anything: the pin's digest is the digest of the tree setup would verify.
         let machine = crate::probe::probe(&crate::probe::ProbeOptions::for_host(&ctx.cache_dir));
         let overrides = crate::profile::load_overrides(ctx, args.overrides.as_deref())?;
-        let profile = crate::profile::plan(&machine, &overrides);
+        let mut profile = crate::profile::plan(&machine, &overrides);
         let plan = crate::source::plan_from_args(ctx, &args.source)?;
         let source = match &plan.step {
             // A local tree is hashed as setup hashes it (nothing is fetched).
@@ -61,19 +61,30 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<std::process::Exit
             _ => crate::key::SourceId::of_plan(&plan),
         };
         let env = crate::key::BuildEnv::capture(&ctx.repo_root);
-        let now = crate::key::inputs(&crate::key::KeyRequest {
-            profile: &profile,
-            target: &machine,
-            host: &machine,
-            source: &source,
-            // A --lib-only entry has no runtime; otherwise the runtime's sources as they are now.
-            runtime_source: match &m.inputs.runtime_source {
-                Some(_) => Some(crate::runtime_build::source_digest(&ctx.repo_root)?),
-                None => None,
-            },
-            env: &env,
-            cross: None,
-        });
+        // A --lib-only entry has no runtime; otherwise the runtime's sources as they are now.
+        let runtime_source = match &m.inputs.runtime_source {
+            Some(_) => Some(crate::runtime_build::source_digest(&ctx.repo_root)?),
+            None => None,
+        };
+        let inputs_of = |profile: &crate::profile::Profile| {
+            crate::key::inputs(&crate::key::KeyRequest {
+                profile,
+                target: &machine,
+                host: &machine,
+                source: &source,
+                runtime_source: runtime_source.clone(),
+                env: &env,
+                cross: None,
+            })
+        };
+        let mut now = inputs_of(&profile);
+        // A tuned choice recorded for the rule-based key (`setup --tune`) is what setup applies.
+        if runtime_source.is_some() {
+            if let Some(r) = crate::tune::load(&cache, &cache::key_of(&now)) {
+                profile = crate::tune::tuned_profile(&machine, &overrides, &r);
+                now = inputs_of(&profile);
+            }
+        }
         let now_key = cache::key_of(&now);
         let decisions: Vec<(String, String)> = profile
             .decisions

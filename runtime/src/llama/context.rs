@@ -51,11 +51,30 @@ impl ContextOptions {
 
     /// The build's tuned defaults for `model` (threads and context size from runtime-info.json,
     /// the context capped at the model's trained context and at RAM, as `tunellama` does),
-    /// batch 512 (at most the context), one sequence.
+    /// batch 512 (at most the context), one sequence, and the physical batch and flash attention
+    /// `setup --tune` chose, if it ran.
     pub fn tuned(model: &Model) -> ContextOptions {
         let t = &model.tuned;
         let ctx = t.ctx_size.value;
+        // Flag-less lookups of the embedded defaults cannot fail.
+        let ubatch = crate::settings::ubatch(None).ok().and_then(|c| c.value);
+        let flash_attn = crate::settings::flash_attn(None).ok().and_then(|c| c.value);
         ContextOptions::new(ctx, DEFAULT_BATCH.min(ctx), t.threads.value)
+            .with_knobs(ubatch, flash_attn)
+    }
+
+    /// The physical batch and flash attention `setup --tune` measured (`None`: the whole
+    /// logical batch; llama.cpp's automatic choice).
+    pub fn with_knobs(mut self, n_ubatch: Option<u32>, flash_attn: Option<bool>) -> ContextOptions {
+        if let Some(u) = n_ubatch {
+            self.n_ubatch = u.clamp(1, self.n_batch.max(1));
+        }
+        self.flash_attention = match flash_attn {
+            None => FlashAttention::Auto,
+            Some(true) => FlashAttention::On,
+            Some(false) => FlashAttention::Off,
+        };
+        self
     }
 
     /// The same with `n` sequences; the context holds `n_ctx_per_seq` tokens for each.

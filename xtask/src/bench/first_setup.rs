@@ -106,7 +106,7 @@ pub fn section(r: &Report) -> String {
     )
 }
 
-fn load_average() -> f64 {
+pub(crate) fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|t| t.split_whitespace().next()?.parse().ok())
@@ -114,7 +114,7 @@ fn load_average() -> f64 {
 }
 
 /// Runs `cmd` with stdout/stderr into `log`, saying every 30 s that it still runs; its wall time.
-fn timed(ctx: &Ctx, what: &str, mut cmd: Command, log: &Path) -> anyhow::Result<f64> {
+pub(crate) fn timed(ctx: &Ctx, what: &str, mut cmd: Command, log: &Path) -> anyhow::Result<f64> {
     let out = std::fs::File::create(log).map_err(|e| anyhow::anyhow!("{}: {e}", log.display()))?;
     let err = out.try_clone()?;
     ctx.info(format!("{what} (log: {}) ...", log.display()));
@@ -151,7 +151,7 @@ fn timed(ctx: &Ctx, what: &str, mut cmd: Command, log: &Path) -> anyhow::Result<
 }
 
 /// A command with the caller's cargo/rustc settings that would skew a cold build removed.
-fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut c = Command::new(program);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
@@ -167,13 +167,17 @@ fn clean(program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
-pub fn run(ctx: &Ctx, a: &BenchFirstSetupArgs) -> anyhow::Result<ExitCode> {
+/// The pin's `llama-cpp-sys-2` version: the peer builds exactly the pinned tree.
+pub(crate) fn pinned_sys_version(ctx: &Ctx) -> anyhow::Result<String> {
     let pin = crate::source::pin::Pin::load(&ctx.repo_root.join(crate::source::pin::PIN_PATH))?;
-    let sys_version = pin
-        .registry
+    pin.registry
         .as_ref()
         .map(|r| r.version.clone())
-        .ok_or_else(|| anyhow::anyhow!("the pin has no registry crate: no peer to compare with"))?;
+        .ok_or_else(|| anyhow::anyhow!("the pin has no registry crate: no peer to compare with"))
+}
+
+pub fn run(ctx: &Ctx, a: &BenchFirstSetupArgs) -> anyhow::Result<ExitCode> {
+    let sys_version = pinned_sys_version(ctx)?;
     let work = match &a.work_dir {
         Some(d) => d.clone(),
         None => ctx

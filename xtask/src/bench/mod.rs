@@ -1,10 +1,12 @@
 //! `cargo xtask bench ...`: measurements that are too slow or too machine-dependent for tests:
 //! tuned vs portable llama.cpp (the default), download throughput (`bench download`), the first
-//! setup against a cold build of the `llama-cpp-2` crate (`bench first-setup`).
+//! setup against a cold build of the `llama-cpp-2` crate (`bench first-setup`), the (tuned) build
+//! against a native build of that crate and the bandwidth limit (`bench peer-native`).
 
 pub mod builds;
 pub mod download;
 pub mod first_setup;
+pub mod peer_native;
 
 use crate::context::Ctx;
 use std::process::ExitCode;
@@ -18,6 +20,7 @@ pub fn run(
         None => builds::run(ctx, &args.builds, progress),
         Some(BenchCommand::Download(a)) => download::run(ctx, a),
         Some(BenchCommand::FirstSetup(a)) => first_setup::run(ctx, a),
+        Some(BenchCommand::PeerNative(a)) => peer_native::run(ctx, a, progress),
     }
 }
 
@@ -38,4 +41,7 @@ pub enum BenchCommand {
     /// The first setup (fresh clone, empty target dir and cache) against a cold release build of
     /// a project depending on the `llama-cpp-2` crate (same llama.cpp tree), in one run
     FirstSetup(crate::bench::first_setup::BenchFirstSetupArgs),
+    /// This machine's (tuned) build against a `target-cpu=native` build of the `llama-cpp-2`
+    /// crate (same tree) in alternating rounds, and tg against the memory-bandwidth limit
+    PeerNative(crate::bench::peer_native::BenchPeerNativeArgs),
 }

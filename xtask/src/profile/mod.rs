@@ -88,6 +88,30 @@ pub struct RuntimeDefaults {
     pub gpu_layers_why: String,
     pub ctx_size: u32,
     pub ctx_why: String,
+    /// `on`/`off`, set only by `setup --tune` (absent: llama.cpp's default, auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flash_attn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flash_attn_why: Option<String>,
+    /// Physical batch, set only by `setup --tune` (absent: the whole batch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ubatch: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ubatch_why: Option<String>,
+    /// The measurement behind the tuned values (`setup --tune`, `tune.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<TunedEvidence>,
+}
+
+/// Where tuned runtime defaults came from; embedded in runtime-info.json, shown by `info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunedEvidence {
+    /// `YYYY-MM-DD HH:MM UTC`.
+    pub on: String,
+    /// The key of the rule-based build that was measured (where tune.json lives).
+    pub base_key: String,
+    /// One line per tuned choice, e.g. `threads 1: measured 1.31x tg over 2 (noise 2.0%)`.
+    pub evidence: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,7 +251,13 @@ pub fn run(
         crate::cuda_wheels::substitute(ctx, &mut machine)?;
     }
     let overrides = load_overrides(ctx, args.overrides.as_deref())?;
-    let p = plan(&machine, &overrides);
+    let mut p = plan(&machine, &overrides);
+    // This machine's tuned choice (`setup --tune`), when one is recorded for its build's key.
+    if args.machine.machine.is_none() {
+        if let Some(r) = crate::tune::record_for_this_machine(ctx, &machine, &p) {
+            p = crate::tune::tuned_profile(&machine, &overrides, &r);
+        }
+    }
     if ctx.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else if args.explain {

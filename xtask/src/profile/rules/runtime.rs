@@ -40,5 +40,10 @@ pub fn runtime_defaults(
         gpu_layers_why,
         ctx_size,
         ctx_why,
+        flash_attn: None,
+        flash_attn_why: None,
+        ubatch: None,
+        ubatch_why: None,
+        tuned: None,
     }
 }
