@@ -24,6 +24,7 @@ mod load;
 mod logits;
 mod output;
 mod runtime_info;
+mod serve;
 mod settings;
 mod utf8_stream;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             cli::Command::Generate(a) => generate::run(a),
             cli::Command::Logits(a) => logits::run(a),
             cli::Command::Bench(a) => bench::run(a),
+            cli::Command::Serve(a) => serve::run(a),
         }
     });
     match r {

@@ -8,6 +8,7 @@ mod context;
 mod log;
 mod model;
 mod sampler;
+pub mod serve_ops;
 mod vocab;
 
 pub use backend::{devices, system_info, Device};
