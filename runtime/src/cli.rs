@@ -45,6 +45,10 @@ pub enum Command {
     /// Serve the model over an OpenAI-compatible HTTP API (streaming; several requests at once)
     #[command(after_help = EXIT_CODES, allow_negative_numbers = true)]
     Serve(ServeArgs),
+    /// Render a chat with a model's own chat template (`tokenizer.chat_template`) as Hugging
+    /// Face's `apply_chat_template` does, without loading the model; the prompt goes to stdout
+    #[command(after_help = EXIT_CODES)]
+    Template(TemplateArgs),
 }
 
 /// Options every model-running command shares; unset ones come from runtime-info.json.
@@ -162,4 +166,34 @@ pub struct ServeArgs {
     /// Allow browser requests from this origin (CORS); none without it
     #[arg(long, value_name = "O")]
     pub cors_origin: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The GGUF model whose template, BOS and EOS tokens are used (only its header is read)
+    #[arg(
+        short = 'm',
+        long,
+        value_name = "MODEL",
+        required_unless_present = "template"
+    )]
+    pub model: Option<PathBuf>,
+    /// A Jinja template file to use instead of the model's
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// The `bos_token` text (default: the model's, else empty)
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub bos_token: Option<String>,
+    /// The `eos_token` text (default: the model's, else empty)
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub eos_token: Option<String>,
+    /// The chat, a JSON array of `{"role": ..., "content": ...}`: a file, or `-` for stdin
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub messages: PathBuf,
+    /// End the prompt where the assistant's answer begins
+    #[arg(long)]
+    pub add_generation_prompt: bool,
+    /// Print one JSON object (prompt, template source, tokens) instead of the bare prompt
+    #[arg(long)]
+    pub json: bool,
 }

@@ -23,6 +23,8 @@ pub struct Header {
     pub file_size: u64,
     pub ints: BTreeMap<String, u64>,
     pub strings: BTreeMap<String, String>,
+    /// `tokenizer.ggml.tokens` (each token's text), read only by [`read_with_tokens`].
+    pub tokens: Option<Vec<String>>,
 }
 
 impl Header {
@@ -59,6 +61,15 @@ impl Header {
 
 /// Reads and checks the header of `path`; every failure is bad input naming the file.
 pub fn read(path: &Path) -> Result<Header> {
+    read_opts(path, false)
+}
+
+/// [`read`], also keeping the vocabulary's token texts (`tokenizer.ggml.tokens`).
+pub fn read_with_tokens(path: &Path) -> Result<Header> {
+    read_opts(path, true)
+}
+
+fn read_opts(path: &Path, keep_tokens: bool) -> Result<Header> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -137,6 +148,11 @@ pub fn read(path: &Path) -> Result<Header> {
                 h.strings.insert(key, v);
                 None
             }
+            9 if keep_tokens && key == "tokenizer.ggml.tokens" => {
+                h.tokens =
+                    Some(string_array(&mut r).map_err(|e| bad(format!("metadata `{key}`: {e}")))?);
+                None
+            }
             9 => {
                 skip_array(&mut r).map_err(|e| bad(format!("metadata `{key}`: {e}")))?;
                 None
@@ -184,6 +200,19 @@ fn string(r: &mut impl Read, limit: u64) -> std::io::Result<String> {
     let mut b = vec![0u8; n as usize];
     r.read_exact(&mut b)?;
     Ok(String::from_utf8_lossy(&b).into_owned())
+}
+
+/// An array that must hold strings.
+fn string_array(r: &mut impl Read) -> std::io::Result<Vec<String>> {
+    let ty = u32_(r)?;
+    let n = u64_(r)?;
+    if ty != 8 {
+        return Err(invalid(format!("array of type {ty}, expected strings (8)")));
+    }
+    if n > MAX_STRING {
+        return Err(invalid(format!("array of {n} elements")));
+    }
+    (0..n).map(|_| string(r, MAX_STRING)).collect()
 }
 
 fn skip_array<R: Read + Seek>(r: &mut R) -> std::io::Result<()> {

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod chat_template;
 mod cli;
 #[allow(unsafe_code)]
 mod cpu_check;
@@ -26,6 +27,7 @@ mod output;
 mod runtime_info;
 mod serve;
 mod settings;
+mod template;
 mod utf8_stream;
 
 use clap::Parser;
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
             cli::Command::Logits(a) => logits::run(a),
             cli::Command::Bench(a) => bench::run(a),
             cli::Command::Serve(a) => serve::run(a),
+            cli::Command::Template(a) => template::run(a),
         }
     });
     match r {
