@@ -528,8 +528,8 @@ fn generate(
         Ok(g) => g,
         Err(e) => return send_err(c, &e),
     };
-    let prompt = match &g.prompt {
-        Prompt::Text(t) => t.clone(),
+    let (prompt, add_special) = match &g.prompt {
+        Prompt::Text(t) => (t.clone(), true),
         Prompt::Chat(m) => match template::render(info, st.template.get().expect("ready"), m) {
             Ok(p) => p,
             Err(e) => return send_err(c, &e),
@@ -559,6 +559,7 @@ fn generate(
     let job = Job {
         req: g,
         prompt,
+        add_special,
         events: etx,
         cancel: cancel.clone(),
     };

@@ -56,6 +56,8 @@ pub struct Job {
     pub req: GenRequest,
     /// The rendered prompt text.
     pub prompt: String,
+    /// Whether tokenizing adds the model's BOS (false when the text already has it).
+    pub add_special: bool,
     pub events: Sender<Event>,
     /// Set by the connection when its client went away.
     pub cancel: Arc<AtomicBool>,
@@ -392,7 +394,7 @@ impl Engine<'_, '_> {
     }
 
     fn start(&mut self, job: Job) {
-        let prompt = match self.model.vocab().tokenize(&job.prompt) {
+        let prompt = match crate::llama::serve_ops::tokenize(self.model, &job.prompt, job.add_special) {
             Ok(t) => t,
             Err(e) => {
                 let _ = job
