@@ -37,6 +37,7 @@ pub mod setup_plan;
 pub mod shipped_logits;
 pub mod source;
 pub mod status;
+pub mod test_python;
 pub mod testcmd;
 pub mod testmodel;
 pub mod verify;

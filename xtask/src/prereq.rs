@@ -139,6 +139,20 @@ pub fn missing_for_tests() -> Vec<Need> {
             )
         });
     }
+    // tests/serve_openai.rs runs the openai Python client from a venv (crate::test_python).
+    let has_venv = std::process::Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if cfg!(target_os = "linux") && !has_venv {
+        out.push(need(
+            "python3-venv",
+            "the server tests run the openai Python client from a venv",
+            "python3-venv",
+        ));
+    }
     out
 }
 
