@@ -44,7 +44,10 @@ fn completion(prompt: &str, max_tokens: u32, stream: bool) -> Value {
 
 #[test]
 fn four_simultaneous_greedy_streams_each_give_the_text_they_give_alone() {
-    let s = Server::start(&rt::binary(), &["-m", &tiny(), "-c", "256", "--parallel", "4"]);
+    let s = Server::start(
+        &rt::binary(),
+        &["-m", &tiny(), "-c", "256", "--parallel", "4"],
+    );
     let prompts = [
         "The quick brown fox",
         "Once upon a time there was",
@@ -179,7 +182,14 @@ fn the_second_turn_of_a_chat_reuses_the_first_turns_cache() {
     let model = rt::python_model(&["--chatml-template"]);
     let s = Server::start(
         &rt::binary(),
-        &["-m", model.to_str().unwrap(), "-c", "256", "--parallel", "2"],
+        &[
+            "-m",
+            model.to_str().unwrap(),
+            "-c",
+            "256",
+            "--parallel",
+            "2",
+        ],
     );
     let turn1 = vec![json!({"role": "user", "content": "Hello there"})];
     let (st, v1) = s.post_json(
@@ -208,7 +218,10 @@ fn the_second_turn_of_a_chat_reuses_the_first_turns_cache() {
         v2["usage"]["prompt_tokens_details"]["cached_tokens"], shared,
         "turn 1: {v1}\nturn 2: {v2}"
     );
-    assert_eq!(v2["timings"]["prompt_n"], v2["usage"]["prompt_tokens"].as_u64().unwrap() - shared);
+    assert_eq!(
+        v2["timings"]["prompt_n"],
+        v2["usage"]["prompt_tokens"].as_u64().unwrap() - shared
+    );
 }
 
 #[test]
@@ -231,8 +244,14 @@ fn sigterm_ends_running_streams_with_a_final_event_and_exits_0() {
     });
     std::thread::sleep(Duration::from_millis(100));
     let status = s.stop();
-    assert!(status.success(), "tunellama serve (pid {pid}) exited with {status}");
+    assert!(
+        status.success(),
+        "tunellama serve (pid {pid}) exited with {status}"
+    );
     let last: Value = serde_json::from_str(&reader.join().unwrap().expect("events")).unwrap();
     assert_eq!(last["error"]["type"], "unavailable_error", "{last}");
-    assert!(last["error"]["message"].as_str().unwrap().contains("shutting down"));
+    assert!(last["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("shutting down"));
 }

@@ -133,7 +133,11 @@ fn the_official_openai_client_works_unchanged() {
         u["prompt_tokens"].as_u64().unwrap() + n
     );
     // 12 tokens unless the model ended first ("stop").
-    assert_eq!(chat["finish"], if n == 12 { "length" } else { "stop" }, "{chat}");
+    assert_eq!(
+        chat["finish"],
+        if n == 12 { "length" } else { "stop" },
+        "{chat}"
+    );
 
     // Streamed and not, greedy: the same text; the first chunk carries the role; the usage chunk
     // has no choices.
@@ -163,7 +167,10 @@ fn the_official_openai_client_works_unchanged() {
     assert_eq!(v["stop_stream"]["finish"], "stop");
 
     let seed = v["seed"].as_array().unwrap();
-    assert_eq!(seed[0], seed[1], "the same seed gave different text: {seed:?}");
+    assert_eq!(
+        seed[0], seed[1],
+        "the same seed gave different text: {seed:?}"
+    );
 
     assert_eq!(v["no_key"]["status"], 401, "{}", v["no_key"]);
     assert_eq!(v["no_key"]["class"], "AuthenticationError");
@@ -171,7 +178,11 @@ fn the_official_openai_client_works_unchanged() {
     assert_eq!(v["too_long"]["class"], "BadRequestError");
     let body = &v["too_long"]["body"];
     // The client hands over the `error` object (or the whole body, by version).
-    let e = if body["error"].is_object() { &body["error"] } else { body };
+    let e = if body["error"].is_object() {
+        &body["error"]
+    } else {
+        body
+    };
     assert_eq!(e["type"], "exceed_context_size_error", "{body}");
     assert_eq!(e["n_ctx"], 256);
     assert!(e["n_prompt_tokens"].as_u64().unwrap() > 256, "{body}");

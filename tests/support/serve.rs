@@ -43,13 +43,15 @@ impl Server {
                 }
             });
         }
-        let port = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!(
-                "tunellama serve did not say where it listens:\n{}",
-                log.lock().unwrap().join("\n")
-            )
-        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "tunellama serve did not say where it listens:\n{}",
+                    log.lock().unwrap().join("\n")
+                )
+            });
         let s = Server {
             child: Some(child),
             port,
@@ -117,9 +119,8 @@ impl Server {
 
     pub fn post_json(&self, path: &str, v: &serde_json::Value) -> (u16, serde_json::Value) {
         let (st, _, body) = self.request("POST", path, &[], v.to_string().as_bytes());
-        let j = serde_json::from_slice(&body).unwrap_or_else(|e| {
-            panic!("{path}: {e}: {}", String::from_utf8_lossy(&body))
-        });
+        let j = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&body)));
         (st, j)
     }
 
@@ -227,7 +228,11 @@ pub struct Sse {
 impl Sse {
     /// Sends a POST with `body` and reads the response head.
     pub fn open(server: &Server, path: &str, body: &serde_json::Value) -> Sse {
-        let s = server.send("POST", path, &[], body.to_string().as_bytes());
+        Sse::read(server.send("POST", path, &[], body.to_string().as_bytes()))
+    }
+
+    /// Reads the response head of a request already sent on `s`.
+    pub fn read(s: TcpStream) -> Sse {
         let mut reader = BufReader::new(s);
         let (status, headers) = read_head(&mut reader);
         Sse {
@@ -249,10 +254,7 @@ impl Sse {
             if let Some(d) = l.strip_prefix("data: ") {
                 return Some(d.to_string());
             }
-            assert!(
-                l.is_empty() || l.starts_with(':'),
-                "not an SSE line: {l:?}"
-            );
+            assert!(l.is_empty() || l.starts_with(':'), "not an SSE line: {l:?}");
         }
     }
 
@@ -266,9 +268,9 @@ impl Sse {
                     assert_eq!(self.next(), None, "data after [DONE]");
                     return out;
                 }
-                Some(d) => out.push(
-                    serde_json::from_str(&d).unwrap_or_else(|e| panic!("{e}: {d:?}")),
-                ),
+                Some(d) => {
+                    out.push(serde_json::from_str(&d).unwrap_or_else(|e| panic!("{e}: {d:?}")))
+                }
                 None => panic!("the stream ended without [DONE] after {out:?}"),
             }
         }

@@ -41,7 +41,9 @@ pub fn ensure_openai(cache: &Path) -> anyhow::Result<PathBuf> {
     Cmd::new(python)
         .args(["-m", "venv"])
         .arg(&venv)
-        .hint("install Python's venv module (`cargo xtask prereqs --install` installs python3-venv)")
+        .hint(
+            "install Python's venv module (`cargo xtask prereqs --install` installs python3-venv)",
+        )
         .run_to_stderr()?;
     Cmd::new(&py)
         .args([

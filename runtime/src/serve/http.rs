@@ -155,6 +155,18 @@ impl Conn {
                 "chunked request bodies are not accepted: send Content-Length".into(),
             ));
         }
+        let lengths: Vec<&str> = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if lengths.windows(2).any(|w| w[0] != w[1]) {
+            return Err(ReadError::Bad(
+                400,
+                "conflicting Content-Length headers".into(),
+            ));
+        }
         let len = match req.header("content-length") {
             None => 0,
             Some(v) => v.parse::<u64>().map_err(|_| {

@@ -394,15 +394,16 @@ impl Engine<'_, '_> {
     }
 
     fn start(&mut self, job: Job) {
-        let prompt = match crate::llama::serve_ops::tokenize(self.model, &job.prompt, job.add_special) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = job
-                    .events
-                    .send(Event::Failed(ApiError::server(e.to_string())));
-                return;
-            }
-        };
+        let prompt =
+            match crate::llama::serve_ops::tokenize(self.model, &job.prompt, job.add_special) {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = job
+                        .events
+                        .send(Event::Failed(ApiError::server(e.to_string())));
+                    return;
+                }
+            };
         if prompt.is_empty() {
             let _ = job.events.send(Event::Failed(ApiError::invalid(
                 "the prompt is empty (0 tokens)",

@@ -73,7 +73,11 @@ fn builtin(info: &ModelInfo, msgs: &[Message]) -> Result<String, ApiError> {
 
 /// The prompt, and whether tokenizing it should add the model's BOS (not when the rendered text
 /// already starts with it).
-pub fn render(info: &ModelInfo, choice: &Choice, msgs: &[Message]) -> Result<(String, bool), ApiError> {
+pub fn render(
+    info: &ModelInfo,
+    choice: &Choice,
+    msgs: &[Message],
+) -> Result<(String, bool), ApiError> {
     let text = match choice {
         Choice::Jinja(t) => {
             let m: Vec<ChatMessage> = msgs
