@@ -297,3 +297,35 @@ fn a_full_wait_queue_answers_503_and_the_rest_are_served() {
         assert_eq!(ev.last().unwrap()["choices"][0]["finish_reason"], "length");
     }
 }
+
+#[test]
+fn a_grammar_and_json_object_constrain_what_is_generated() {
+    let s = Server::start(
+        &rt::binary(),
+        &["-m", &tiny(), "-c", "128", "--parallel", "1"],
+    );
+    for seed in 0..4 {
+        let (st, v) = s.post_json(
+            "/v1/completions",
+            &json!({"prompt": "Answer:", "max_tokens": 20, "temperature": 1.0, "seed": seed,
+                    "grammar": "root ::= \"yes\" | \"no\""}),
+        );
+        assert_eq!(st, 200, "{v}");
+        let text = v["choices"][0]["text"].as_str().unwrap();
+        assert!(text == "yes" || text == "no", "{v}");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    }
+    // json_object: with `}` (token 3 + 0x7d) pushed up, the grammar closes the object at once
+    // and then allows only whitespace and the end.
+    let (st, v) = s.post_json(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "JSON please"}], "max_tokens": 40,
+                "temperature": 0, "response_format": {"type": "json_object"},
+                "logit_bias": {"128": 30}}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(parsed.is_object(), "{text:?}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+}

@@ -243,11 +243,7 @@ fn serve_connection(mut c: Conn, st: &State) {
             Ok(r) => r,
             Err(ReadError::Gone) => return,
             Err(ReadError::Bad(status, msg)) => {
-                let kind = if status == 400 {
-                    "invalid_request_error"
-                } else {
-                    "invalid_request_error"
-                };
+                let kind = "invalid_request_error";
                 let r = Response::json(status, &ApiError::new(status, kind, msg).body());
                 let _ = http::write_response(&mut c.stream, &r, &cors, true);
                 return;
