@@ -87,12 +87,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let n_ctx = (n_prompt + n_gen).max(1) as u32;
     let mut ctx = Context::new(
         &model,
-        ContextOptions {
-            n_ctx,
-            // The whole pp prompt must be one batch: that is what pp measures.
-            n_batch: n_prompt.max(1) as u32,
-            threads: threads.value,
-        },
+        // The whole pp prompt must be one batch: that is what pp measures.
+        ContextOptions::new(n_ctx, n_prompt.max(1) as u32, threads.value),
     )?;
     let mut batch = Batch::new(n_prompt.max(1));
     let mut results = Vec::new();

@@ -4,14 +4,13 @@
 
 use crate::cli::GenerateArgs;
 use crate::error::{CliError, Result};
-use crate::llama::{Batch, Context, ContextOptions, Sampler, SamplerOptions, Token};
+use crate::llama::{ContextOptions, SamplingParams};
 use crate::output::{print_json, quiet_pipe};
 use crate::settings::{self, float_in, int_in};
-use crate::utf8_stream::Utf8Stream;
 use crate::{eval, load};
 use serde::Serialize;
 use std::io::{IsTerminal, Read, Write};
-use std::time::Instant;
+use tunellama_runtime::engine::{GenerateOptions, Session, StopReason};
 
 /// The repetition penalty looks this far back (llama.cpp's usual window).
 const REPEAT_LAST_N: i32 = 64;
@@ -99,51 +98,36 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             model.n_ctx_train()
         )));
     }
-    let mut ctx = Context::new(
+    let mut session = Session::with_options(
         &model,
-        ContextOptions {
-            n_ctx: ctx_size.value,
-            n_batch: eval::BATCH.min(ctx_size.value),
-            threads: threads.value,
-        },
+        ContextOptions::new(
+            ctx_size.value,
+            eval::BATCH.min(ctx_size.value),
+            threads.value,
+        ),
     )?;
-    let mut sampler = Sampler::new(
-        &SamplerOptions {
-            temp,
+    let options = GenerateOptions {
+        max_tokens,
+        sampling: SamplingParams {
+            temperature: temp,
             top_k,
             top_p,
             min_p,
             repeat_penalty,
-            repeat_last_n: REPEAT_LAST_N,
+            penalty_last_n: REPEAT_LAST_N,
             seed: a.seed,
+            ..SamplingParams::default()
         },
-        vocab.n_tokens(),
-    );
-
-    let t_prompt = Instant::now();
-    eval::prompt(&mut ctx, &tokens)?;
-    let prompt_s = t_prompt.elapsed().as_secs_f64();
+        ..GenerateOptions::default()
+    };
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut utf8 = Utf8Stream::default();
     let mut text: Vec<u8> = Vec::new();
-    let mut batch = Batch::new(1);
-    let mut pos = tokens.len();
-    let mut generated = 0usize;
-    let mut ttft = 0.0;
     let mut reader_gone = false;
-    let t_gen = Instant::now();
-    let stop = loop {
-        let tok: Token = ctx.sample(&mut sampler);
-        if generated == 0 {
-            ttft = t_prompt.elapsed().as_secs_f64();
-        }
-        if vocab.is_eog(tok) {
-            break "eog";
-        }
-        generated += 1;
-        let ready = utf8.push(&vocab.piece(tok));
+    let mut generation = session.generate_tokens(&tokens, &options)?;
+    for chunk in generation.by_ref() {
+        let ready = chunk?.bytes;
         text.extend_from_slice(&ready);
         if !a.json && !reader_gone && !ready.is_empty() {
             let r = out.write_all(&ready).and_then(|_| out.flush());
@@ -155,28 +139,29 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 r?;
             }
         }
-        if generated == max_tokens {
-            break "max_tokens";
-        }
-        if pos >= n_ctx {
-            break "context_full";
-        }
-        batch.fill(&[tok], pos as i32, true);
-        ctx.decode(&batch)?;
-        pos += 1;
+    }
+    let t = generation.timings();
+    let stop = match generation.stop_reason() {
+        Some(StopReason::Eog) => "eog",
+        Some(StopReason::MaxTokens) => "max_tokens",
+        _ => "context_full",
     };
-    let generate_s = t_gen.elapsed().as_secs_f64();
-    let tail = utf8.finish();
-    text.extend_from_slice(&tail);
+    drop(generation);
     if !a.json && !reader_gone {
-        quiet_pipe(out.write_all(&tail).and_then(|_| {
+        quiet_pipe((|| {
             if std::io::stdout().is_terminal() && !text.ends_with(b"\n") {
                 out.write_all(b"\n")?;
             }
             out.flush()
-        }))?;
+        })())?;
     }
     drop(out);
+    let (prompt_s, generate_s, ttft, generated) = (
+        t.prompt_s,
+        t.generate_s,
+        t.time_to_first_token_s,
+        t.generated_tokens,
+    );
 
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let timings = Timings {

@@ -1,9 +1,11 @@
 //! Checks a model file ourselves (exists, GGUF magic and version, an architecture) and then has
 //! llama.cpp load it, so bad input gets our message and llama.cpp's refusal gets its own words.
+//! [`open`] is the library's front door: the same checks plus the build's tuned defaults.
 
 use crate::error::{CliError, Result};
 use crate::gguf::{self, Header};
 use crate::llama::{self, Model};
+use crate::settings;
 use std::path::Path;
 use std::time::Instant;
 
@@ -43,4 +45,49 @@ pub fn model(path: &Path, h: &Header, gpu_layers: i32, verbose: bool) -> Result<
             })
         }
     }
+}
+
+/// GPU layers to offload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuLayers {
+    All,
+    /// As many as fit in 90% of the GPU devices' free memory, read now.
+    Auto,
+    Count(u32),
+}
+
+/// How [`open`] loads a model; `Default` takes every tuned default of the build.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    /// `None`: the tuned default (`tunellama info`).
+    pub gpu_layers: Option<GpuLayers>,
+    /// `None`: the tuned default, capped at the model's trained context and at RAM.
+    pub ctx_size: Option<u32>,
+    /// `None`: the tuned default.
+    pub threads: Option<u32>,
+    /// Let llama.cpp's own log through to stderr (otherwise kept for error messages only).
+    pub verbose: bool,
+}
+
+/// Checks and loads a GGUF model with the build's tuned defaults for whatever `o` leaves
+/// unset (threads, context size, GPU layers: `model.tuned` holds them with their reasons, and
+/// [`ContextOptions::tuned`](llama::ContextOptions::tuned) uses them). Bad input (a missing
+/// or invalid file, a value out of range) is an error with exit code 2 (`Error::code`).
+pub fn open(path: &Path, o: &ModelOptions) -> Result<Model> {
+    let threads = settings::threads(o.threads.map(i64::from))?;
+    let h = header(path)?;
+    let ctx_size = settings::ctx_size(o.ctx_size.map(i64::from), &h)?;
+    let gpu_flag = o.gpu_layers.map(|g| match g {
+        GpuLayers::All => "all".to_string(),
+        GpuLayers::Auto => "auto".to_string(),
+        GpuLayers::Count(n) => n.to_string(),
+    });
+    let gpu = settings::gpu_layers(gpu_flag.as_deref(), &h)?;
+    let (mut m, _) = model(path, &h, gpu.value, o.verbose)?;
+    m.tuned = llama::Tuned {
+        threads,
+        ctx_size,
+        gpu_layers: gpu,
+    };
+    Ok(m)
 }

@@ -28,11 +28,11 @@ pub fn run(a: LogitsArgs) -> Result<()> {
     }
     let mut ctx = Context::new(
         &model,
-        ContextOptions {
-            n_ctx: ctx_size.value,
-            n_batch: eval::BATCH.min(ctx_size.value),
-            threads: threads.value,
-        },
+        ContextOptions::new(
+            ctx_size.value,
+            eval::BATCH.min(ctx_size.value),
+            threads.value,
+        ),
     )?;
     eval::prompt(&mut ctx, &tokens)?;
     let logits = ctx.last_logits()?;

@@ -1,34 +1,23 @@
 //! `tunellama`: the thin inference binary over the llama.cpp build `cargo xtask setup` tuned for
 //! this machine. `main` checks the CPU, parses flags and dispatches to one module per command.
 //!
-//! Unsafe code is denied everywhere except in `ffi` (generated bindings), `llama` (the safe
-//! wrapper over them), `cpu_check` (CPUID and the pre-main refusal) and one function of
-//! `gpu_check` (`dlopen` of the NVIDIA driver library).
+//! The engine itself is the library `tunellama_runtime` (`lib.rs`); this binary holds only the
+//! commands. Unsafe code is denied here and in the library, except in the library's `ffi`,
+//! `llama`, `cpu_check` and one function of `gpu_check`.
 #![deny(unsafe_code)]
 
 mod bench;
 mod chat_template;
 mod cli;
-#[allow(unsafe_code)]
-mod cpu_check;
-mod error;
 mod eval;
-#[allow(unsafe_code)]
-mod ffi;
 mod generate;
-mod gguf;
-mod gpu_check;
 mod info;
-#[allow(unsafe_code)]
-mod llama;
-mod load;
 mod logits;
 mod output;
-mod runtime_info;
 mod serve;
-mod settings;
 mod template;
-mod utf8_stream;
+
+use tunellama_runtime::{cpu_check, error, gguf, gpu_check, llama, load, settings};
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -185,6 +185,22 @@ pub fn ctx_size(flag: Option<i64>, h: &Header) -> Result<Chosen<u32>> {
     Ok(chosen(value as u32, why))
 }
 
+/// The tuned context size capped at a model's trained context, for a model loaded without our
+/// GGUF header read (`Model::load`); `load::open` uses [`ctx_size`], which also caps at RAM.
+pub fn ctx_size_for_trained(n_ctx_train: i32) -> Chosen<u32> {
+    let d = &info().defaults;
+    let trained = u32::try_from(n_ctx_train).ok().filter(|&t| t > 0);
+    match (d.ctx_size, trained) {
+        (0, Some(t)) => chosen(t, "the model's trained context (tuned default is 0)"),
+        (0, None) => chosen(4096, "4096 (no tuned default, no trained context)"),
+        (c, Some(t)) if t < c => chosen(
+            t,
+            format!("the model's trained context ({t}), below the tuned default {c}"),
+        ),
+        (c, _) => chosen(c, format!("tuned default: {}", d.ctx_why)),
+    }
+}
+
 fn has_gpu_backend() -> bool {
     info().compiled_for.backends.iter().any(|b| b != "cpu")
 }

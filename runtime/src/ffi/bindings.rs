@@ -737,6 +737,21 @@ impl Default for llama_context_params {
 }
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
+pub struct llama_logit_bias {
+    pub token: llama_token,
+    pub bias: f32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of llama_logit_bias"][::std::mem::size_of::<llama_logit_bias>() - 8usize];
+    ["Alignment of llama_logit_bias"][::std::mem::align_of::<llama_logit_bias>() - 4usize];
+    ["Offset of field: llama_logit_bias::token"]
+        [::std::mem::offset_of!(llama_logit_bias, token) - 0usize];
+    ["Offset of field: llama_logit_bias::bias"]
+        [::std::mem::offset_of!(llama_logit_bias, bias) - 4usize];
+};
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
 pub struct llama_sampler_chain_params {
     pub no_perf: bool,
 }
@@ -749,6 +764,30 @@ const _: () = {
     ["Offset of field: llama_sampler_chain_params::no_perf"]
         [::std::mem::offset_of!(llama_sampler_chain_params, no_perf) - 0usize];
 };
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct llama_chat_message {
+    pub role: *const ::std::os::raw::c_char,
+    pub content: *const ::std::os::raw::c_char,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of llama_chat_message"][::std::mem::size_of::<llama_chat_message>() - 16usize];
+    ["Alignment of llama_chat_message"][::std::mem::align_of::<llama_chat_message>() - 8usize];
+    ["Offset of field: llama_chat_message::role"]
+        [::std::mem::offset_of!(llama_chat_message, role) - 0usize];
+    ["Offset of field: llama_chat_message::content"]
+        [::std::mem::offset_of!(llama_chat_message, content) - 8usize];
+};
+impl Default for llama_chat_message {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 unsafe extern "C" {
     pub fn llama_model_default_params() -> llama_model_params;
 }
@@ -786,6 +825,18 @@ unsafe extern "C" {
     pub fn llama_n_ctx(ctx: *const llama_context) -> u32;
 }
 unsafe extern "C" {
+    pub fn llama_n_ctx_seq(ctx: *const llama_context) -> u32;
+}
+unsafe extern "C" {
+    pub fn llama_n_batch(ctx: *const llama_context) -> u32;
+}
+unsafe extern "C" {
+    pub fn llama_n_ubatch(ctx: *const llama_context) -> u32;
+}
+unsafe extern "C" {
+    pub fn llama_n_seq_max(ctx: *const llama_context) -> u32;
+}
+unsafe extern "C" {
     pub fn llama_get_memory(ctx: *const llama_context) -> llama_memory_t;
 }
 unsafe extern "C" {
@@ -804,6 +855,14 @@ unsafe extern "C" {
     pub fn llama_vocab_n_tokens(vocab: *const llama_vocab) -> i32;
 }
 unsafe extern "C" {
+    pub fn llama_model_meta_val_str(
+        model: *const llama_model,
+        key: *const ::std::os::raw::c_char,
+        buf: *mut ::std::os::raw::c_char,
+        buf_size: usize,
+    ) -> i32;
+}
+unsafe extern "C" {
     pub fn llama_model_desc(
         model: *const llama_model,
         buf: *mut ::std::os::raw::c_char,
@@ -814,10 +873,54 @@ unsafe extern "C" {
     pub fn llama_model_size(model: *const llama_model) -> u64;
 }
 unsafe extern "C" {
+    pub fn llama_model_chat_template(
+        model: *const llama_model,
+        name: *const ::std::os::raw::c_char,
+    ) -> *const ::std::os::raw::c_char;
+}
+unsafe extern "C" {
     pub fn llama_model_n_params(model: *const llama_model) -> u64;
 }
 unsafe extern "C" {
     pub fn llama_memory_clear(mem: llama_memory_t, data: bool);
+}
+unsafe extern "C" {
+    pub fn llama_memory_seq_rm(
+        mem: llama_memory_t,
+        seq_id: llama_seq_id,
+        p0: llama_pos,
+        p1: llama_pos,
+    ) -> bool;
+}
+unsafe extern "C" {
+    pub fn llama_memory_seq_cp(
+        mem: llama_memory_t,
+        seq_id_src: llama_seq_id,
+        seq_id_dst: llama_seq_id,
+        p0: llama_pos,
+        p1: llama_pos,
+    );
+}
+unsafe extern "C" {
+    pub fn llama_memory_seq_keep(mem: llama_memory_t, seq_id: llama_seq_id);
+}
+unsafe extern "C" {
+    pub fn llama_memory_seq_add(
+        mem: llama_memory_t,
+        seq_id: llama_seq_id,
+        p0: llama_pos,
+        p1: llama_pos,
+        delta: llama_pos,
+    );
+}
+unsafe extern "C" {
+    pub fn llama_memory_seq_pos_min(mem: llama_memory_t, seq_id: llama_seq_id) -> llama_pos;
+}
+unsafe extern "C" {
+    pub fn llama_memory_seq_pos_max(mem: llama_memory_t, seq_id: llama_seq_id) -> llama_pos;
+}
+unsafe extern "C" {
+    pub fn llama_memory_can_shift(mem: llama_memory_t) -> bool;
 }
 unsafe extern "C" {
     pub fn llama_batch_get_one(tokens: *mut llama_token, n_tokens: i32) -> llama_batch;
@@ -832,13 +935,41 @@ unsafe extern "C" {
     pub fn llama_decode(ctx: *mut llama_context, batch: llama_batch) -> i32;
 }
 unsafe extern "C" {
+    pub fn llama_set_abort_callback(
+        ctx: *mut llama_context,
+        abort_callback: ggml_abort_callback,
+        abort_callback_data: *mut ::std::os::raw::c_void,
+    );
+}
+unsafe extern "C" {
+    pub fn llama_synchronize(ctx: *mut llama_context);
+}
+unsafe extern "C" {
     pub fn llama_get_logits_ith(ctx: *mut llama_context, i: i32) -> *mut f32;
+}
+unsafe extern "C" {
+    pub fn llama_vocab_get_text(
+        vocab: *const llama_vocab,
+        token: llama_token,
+    ) -> *const ::std::os::raw::c_char;
 }
 unsafe extern "C" {
     pub fn llama_vocab_is_eog(vocab: *const llama_vocab, token: llama_token) -> bool;
 }
 unsafe extern "C" {
+    pub fn llama_vocab_is_control(vocab: *const llama_vocab, token: llama_token) -> bool;
+}
+unsafe extern "C" {
+    pub fn llama_vocab_bos(vocab: *const llama_vocab) -> llama_token;
+}
+unsafe extern "C" {
+    pub fn llama_vocab_eos(vocab: *const llama_vocab) -> llama_token;
+}
+unsafe extern "C" {
     pub fn llama_vocab_get_add_bos(vocab: *const llama_vocab) -> bool;
+}
+unsafe extern "C" {
+    pub fn llama_vocab_get_add_eos(vocab: *const llama_vocab) -> bool;
 }
 unsafe extern "C" {
     pub fn llama_tokenize(
@@ -859,6 +990,27 @@ unsafe extern "C" {
         length: i32,
         lstrip: i32,
         special: bool,
+    ) -> i32;
+}
+unsafe extern "C" {
+    pub fn llama_detokenize(
+        vocab: *const llama_vocab,
+        tokens: *const llama_token,
+        n_tokens: i32,
+        text: *mut ::std::os::raw::c_char,
+        text_len_max: i32,
+        remove_special: bool,
+        unparse_special: bool,
+    ) -> i32;
+}
+unsafe extern "C" {
+    pub fn llama_chat_apply_template(
+        tmpl: *const ::std::os::raw::c_char,
+        chat: *const llama_chat_message,
+        n_msg: usize,
+        add_ass: bool,
+        buf: *mut ::std::os::raw::c_char,
+        length: i32,
     ) -> i32;
 }
 pub type llama_sampler_context_t = *mut ::std::os::raw::c_void;
@@ -990,6 +1142,12 @@ impl Default for llama_sampler {
     }
 }
 unsafe extern "C" {
+    pub fn llama_sampler_accept(smpl: *mut llama_sampler, token: llama_token);
+}
+unsafe extern "C" {
+    pub fn llama_sampler_reset(smpl: *mut llama_sampler);
+}
+unsafe extern "C" {
     pub fn llama_sampler_free(smpl: *mut llama_sampler);
 }
 unsafe extern "C" {
@@ -1017,6 +1175,13 @@ unsafe extern "C" {
     pub fn llama_sampler_init_temp(t: f32) -> *mut llama_sampler;
 }
 unsafe extern "C" {
+    pub fn llama_sampler_init_grammar(
+        vocab: *const llama_vocab,
+        grammar_str: *const ::std::os::raw::c_char,
+        grammar_root: *const ::std::os::raw::c_char,
+    ) -> *mut llama_sampler;
+}
+unsafe extern "C" {
     pub fn llama_sampler_init_penalties(
         n_vocab: i32,
         penalty_last_n: i32,
@@ -1024,6 +1189,16 @@ unsafe extern "C" {
         penalty_freq: f32,
         penalty_present: f32,
     ) -> *mut llama_sampler;
+}
+unsafe extern "C" {
+    pub fn llama_sampler_init_logit_bias(
+        n_vocab: i32,
+        n_logit_bias: i32,
+        logit_bias: *const llama_logit_bias,
+    ) -> *mut llama_sampler;
+}
+unsafe extern "C" {
+    pub fn llama_sampler_get_seed(smpl: *const llama_sampler) -> u32;
 }
 unsafe extern "C" {
     pub fn llama_sampler_sample(
@@ -1037,6 +1212,43 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn llama_log_set(log_callback: ggml_log_callback, user_data: *mut ::std::os::raw::c_void);
+}
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct llama_perf_context_data {
+    pub t_start_ms: f64,
+    pub t_load_ms: f64,
+    pub t_p_eval_ms: f64,
+    pub t_eval_ms: f64,
+    pub n_p_eval: i32,
+    pub n_eval: i32,
+    pub n_reused: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of llama_perf_context_data"][::std::mem::size_of::<llama_perf_context_data>() - 48usize];
+    ["Alignment of llama_perf_context_data"]
+        [::std::mem::align_of::<llama_perf_context_data>() - 8usize];
+    ["Offset of field: llama_perf_context_data::t_start_ms"]
+        [::std::mem::offset_of!(llama_perf_context_data, t_start_ms) - 0usize];
+    ["Offset of field: llama_perf_context_data::t_load_ms"]
+        [::std::mem::offset_of!(llama_perf_context_data, t_load_ms) - 8usize];
+    ["Offset of field: llama_perf_context_data::t_p_eval_ms"]
+        [::std::mem::offset_of!(llama_perf_context_data, t_p_eval_ms) - 16usize];
+    ["Offset of field: llama_perf_context_data::t_eval_ms"]
+        [::std::mem::offset_of!(llama_perf_context_data, t_eval_ms) - 24usize];
+    ["Offset of field: llama_perf_context_data::n_p_eval"]
+        [::std::mem::offset_of!(llama_perf_context_data, n_p_eval) - 32usize];
+    ["Offset of field: llama_perf_context_data::n_eval"]
+        [::std::mem::offset_of!(llama_perf_context_data, n_eval) - 36usize];
+    ["Offset of field: llama_perf_context_data::n_reused"]
+        [::std::mem::offset_of!(llama_perf_context_data, n_reused) - 40usize];
+};
+unsafe extern "C" {
+    pub fn llama_perf_context(ctx: *const llama_context) -> llama_perf_context_data;
+}
+unsafe extern "C" {
+    pub fn llama_perf_context_reset(ctx: *mut llama_context);
 }
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]

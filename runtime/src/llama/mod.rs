@@ -1,23 +1,41 @@
-//! The safe wrapper over llama.cpp: every `unsafe` of the runtime (outside the generated `ffi`
-//! and the pre-main CPU check) lives in this module tree. Owned handles free themselves on drop;
-//! llama.cpp's failures come back as `LlamaError` with its own last error lines attached.
+//! The safe, low-level wrapper over llama.cpp: every `unsafe` of the runtime (outside the
+//! generated `ffi` and the pre-main CPU check) lives in this module tree. Owned handles free
+//! themselves on drop; llama.cpp's failures come back as `LlamaError` with its own last error
+//! lines attached.
+//!
+//! What a continuous-batching server needs: one [`Model`] shared by threads; a [`Context`] with
+//! `n_seq_max` sequences whose KV memory is edited per sequence (`seq_rm`, `seq_cp`,
+//! `seq_pos_max`, ...); a [`Batch`] carrying tokens of several sequences into one `decode`;
+//! per-sequence [`Sampler`]s from [`SamplingParams`]; a [`TextStream`] per sequence for valid
+//! UTF-8 text without stop strings; a [`CancelToken`] checked between steps.
+//!
+//! Call [`init`] once before loading a model (`load::open` does).
 
 mod backend;
 mod batch;
+mod cancel;
 mod context;
 mod log;
 mod model;
 mod sampler;
-pub mod serve_ops;
+mod stop;
 mod vocab;
 
 pub use backend::{devices, system_info, Device};
 pub use batch::Batch;
-pub use context::{Context, ContextOptions};
-pub use log::{recent_errors, take_load_report, LoadReport};
-pub use model::Model;
-pub use sampler::{Sampler, SamplerOptions};
+pub use cancel::CancelToken;
+pub use context::{Context, ContextOptions, ContextTimings, FlashAttention, DEFAULT_BATCH};
+pub use log::{recent_errors, take_load_report, LoadReport, ModelBuffer};
+pub use model::{ChatMessage, Model, Tuned};
+pub use sampler::{
+    ParamError, Sampler, SamplingParams, JSON_OBJECT_GBNF, MAX_LOGIT_BIAS, MAX_PENALTY,
+    MAX_PRESENCE_FREQUENCY, MAX_TEMPERATURE,
+};
+pub use stop::{StopMatcher, TextPiece, TextStream};
 pub use vocab::{Token, Vocab};
+
+/// A sequence id: 0 to the context's `n_seq_max - 1`.
+pub type SeqId = crate::ffi::llama_seq_id;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -27,16 +45,29 @@ use std::sync::Once;
 pub struct LlamaError {
     pub what: String,
     pub log: Vec<String>,
+    /// The work was stopped through a [`CancelToken`], not failed.
+    pub cancelled: bool,
 }
 
 impl LlamaError {
-    fn new(what: impl Into<String>) -> Self {
+    pub(crate) fn new(what: impl Into<String>) -> Self {
         LlamaError {
             what: what.into(),
             log: recent_errors(),
+            cancelled: false,
+        }
+    }
+
+    pub(crate) fn cancelled() -> Self {
+        LlamaError {
+            what: "cancelled".into(),
+            log: Vec::new(),
+            cancelled: true,
         }
     }
 }
+
+impl std::error::Error for LlamaError {}
 
 impl std::fmt::Display for LlamaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

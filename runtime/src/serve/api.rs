@@ -2,7 +2,7 @@
 //! range, an unknown or unsupported field is a 400 naming the field and the limit, never ignored),
 //! turned into a `GenRequest`; and the error body `{"error": {"message", "type", "code"}}`.
 
-use crate::llama::serve_ops::SamplingParams;
+use crate::llama::{SamplingParams, JSON_OBJECT_GBNF};
 use serde_json::{json, Map, Value};
 
 /// An error answer: HTTP status, OpenAI error `type`, message, and extra fields for the body.
@@ -83,35 +83,6 @@ pub const MAX_TOKENS: i64 = 1 << 20;
 pub const MAX_STOPS: usize = 16;
 pub const MAX_STOP_LEN: usize = 256;
 pub const REPEAT_LAST_N: i32 = 64;
-
-/// The JSON-object grammar for `response_format: {"type": "json_object"}`: llama.cpp's own
-/// `grammars/json.gbnf` (pinned tree), an object at the root.
-pub const JSON_OBJECT_GBNF: &str = r#"root   ::= object
-value  ::= object | array | string | number | ("true" | "false" | "null") ws
-
-object ::=
-  "{" ws (
-            string ":" ws value
-    ("," ws string ":" ws value)*
-  )? "}" ws
-
-array  ::=
-  "[" ws (
-            value
-    ("," ws value)*
-  )? "]" ws
-
-string ::=
-  "\"" (
-    [^"\\\x7F\x00-\x1F] |
-    "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4}) # escapes
-  )* "\"" ws
-
-number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
-
-# Optional space: by convention, applied in this grammar after literal chars when allowed
-ws ::= | " " | "\n" [ \t]{0,20}
-"#;
 
 struct Fields<'a> {
     obj: &'a Map<String, Value>,
@@ -362,7 +333,7 @@ pub fn parse(kind: Kind, body: &[u8], n_vocab: i32) -> Result<GenRequest, ApiErr
         repeat_penalty: f.float("repeat_penalty", 0.0, 10.0)?.unwrap_or(1.0),
         presence_penalty: f.float("presence_penalty", -2.0, 2.0)?.unwrap_or(0.0),
         frequency_penalty: f.float("frequency_penalty", -2.0, 2.0)?.unwrap_or(0.0),
-        repeat_last_n: REPEAT_LAST_N,
+        penalty_last_n: REPEAT_LAST_N,
         seed: f
             .int("seed", i64::MIN, i64::MAX)?
             .map(|s| s as u64 as u32)
@@ -602,7 +573,7 @@ mod tests {
     #[test]
     fn json_object_turns_into_a_grammar_and_stop_takes_a_string_or_a_list() {
         let r = chat(r#"{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"},"stop":"x"}"#).unwrap();
-        assert!(r.sampling.grammar.unwrap().starts_with("root   ::= object"));
+        assert_eq!(r.sampling.grammar.as_deref(), Some(JSON_OBJECT_GBNF));
         assert_eq!(r.stop, vec!["x"]);
         let r = parse(
             Kind::Completion,

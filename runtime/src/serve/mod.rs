@@ -8,7 +8,6 @@ pub mod auth;
 pub mod http;
 pub mod metrics;
 pub mod scheduler;
-pub mod stop;
 pub mod template;
 
 use crate::cli::ServeArgs;
@@ -187,8 +186,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
             return Err(CliError::bad_input(format!("loading the model: {e}")));
         }
         if !announced {
-            if let Some(info) = shared.info.get() {
-                let choice = template::choose(info);
+            if let (Some(info), Some(model)) = (shared.info.get(), shared.model.get()) {
+                let choice = template::choose(model, info);
                 eprintln!(
                     "serve: model {} ready; chat template: {}",
                     info.id,
@@ -421,7 +420,7 @@ fn tokenize(st: &State, body: &[u8]) -> std::result::Result<Response, ApiError> 
 fn detokenize(st: &State, body: &[u8]) -> std::result::Result<Response, ApiError> {
     let i = ready(st)?;
     let tokens = api::parse_detokenize(body, i.n_vocab)?;
-    let s = engine_call(st, |reply| Command::Detokenize { tokens, reply })?;
+    let s = engine_call(st, |reply| Command::Detokenize { tokens, reply })??;
     Ok(Response::json(200, &json!({ "content": s })))
 }
 
@@ -526,7 +525,12 @@ fn generate(
     };
     let (prompt, add_special) = match &g.prompt {
         Prompt::Text(t) => (t.clone(), true),
-        Prompt::Chat(m) => match template::render(info, st.template.get().expect("ready"), m) {
+        Prompt::Chat(m) => match template::render(
+            st.shared.model.get().expect("ready"),
+            info,
+            st.template.get().expect("ready"),
+            m,
+        ) {
             Ok(p) => p,
             Err(e) => return send_err(c, &e),
         },

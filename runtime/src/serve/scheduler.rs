@@ -8,10 +8,7 @@
 
 use super::api::{ApiError, GenRequest};
 use super::metrics::Metrics;
-use super::stop::StopMatcher;
-use crate::llama::serve_ops::{SeqBatch, SeqContext, SeqSampler};
-use crate::llama::{Model, Token};
-use crate::utf8_stream::Utf8Stream;
+use crate::llama::{Batch, Context, ContextOptions, Model, Sampler, TextStream, Token};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
@@ -72,7 +69,7 @@ pub enum Command {
     },
     Detokenize {
         tokens: Vec<Token>,
-        reply: Sender<String>,
+        reply: Sender<Result<String, ApiError>>,
     },
     /// Top logits of one prompt alone (for checking near-ties): `(token, logit)` best first.
     TopLogits {
@@ -103,6 +100,8 @@ pub struct Shared {
     /// Requests submitted and not yet in a slot (the wait queue).
     pub waiting: AtomicUsize,
     pub info: OnceLock<ModelInfo>,
+    /// The loaded model, for what connection threads do with it (chat templates).
+    pub model: OnceLock<Arc<Model>>,
     pub load_error: OnceLock<String>,
     pub shutdown: AtomicBool,
     /// Set by the engine when it has ended every stream after a shutdown.
@@ -127,15 +126,15 @@ struct Active {
     /// Prompt tokens already in the KV cache (reused or evaluated).
     fed: usize,
     cached: usize,
-    sampler: SeqSampler,
+    sampler: Sampler,
     /// The last sampled token, to be evaluated in the next step.
     next: Option<Token>,
     /// This step's batch row with logits for this slot.
     row: Option<i32>,
     generated: usize,
     max_tokens: Option<usize>,
-    utf8: Utf8Stream,
-    stop: StopMatcher,
+    /// Token bytes to valid UTF-8 text, stop strings held back and cut.
+    text: TextStream,
     t_admit: Instant,
     t_first: Option<Instant>,
 }
@@ -177,27 +176,31 @@ pub fn run(cfg: EngineConfig, shared: Arc<Shared>, rx: Receiver<Command>) {
     {
         Ok((m, s)) => {
             eprintln!("serve: model loaded in {s:.2} s");
-            m
+            Arc::new(m)
         }
         Err(e) => {
             let _ = shared.load_error.set(e.message);
             return;
         }
     };
-    let ctx = match SeqContext::new(
-        &model,
-        cfg.n_ctx_slot,
-        cfg.parallel,
-        cfg.n_batch,
-        cfg.threads,
-    ) {
+    // One KV stream per slot (kv_unified off): a sequence's attention never sees another's
+    // cells, so its numbers do not depend on what else is in the batch.
+    let opts = ContextOptions::new(cfg.n_ctx_slot, cfg.n_batch, cfg.threads)
+        .with_seqs(cfg.parallel, cfg.n_ctx_slot);
+    let ctx = match Context::new(&model, opts) {
         Ok(c) => c,
         Err(e) => {
             let _ = shared.load_error.set(e.to_string());
             return;
         }
     };
-    let (bos, eos) = crate::llama::serve_ops::bos_eos_text(&model);
+    let vocab = model.vocab();
+    let text = |t: Option<Token>| {
+        t.map_or(String::new(), |t| {
+            String::from_utf8_lossy(&vocab.token_to_piece(t, true)).into_owned()
+        })
+    };
+    let (bos, eos) = (text(vocab.bos()), text(vocab.eos()));
     let info = ModelInfo {
         id: cfg
             .model_path
@@ -207,17 +210,18 @@ pub fn run(cfg: EngineConfig, shared: Arc<Shared>, rx: Receiver<Command>) {
         n_ctx_slot: cfg.n_ctx_slot,
         parallel: cfg.parallel,
         n_batch: cfg.n_batch,
-        chat_template: crate::llama::serve_ops::chat_template(&model),
+        chat_template: model.chat_template(None),
         bos_token: bos,
         eos_token: eos,
         desc: model.desc(),
     };
     shared.metrics.slots.store(u64::from(cfg.parallel), Relaxed);
+    let _ = shared.model.set(model.clone());
     let _ = shared.info.set(info);
     Engine {
         model: &model,
         ctx,
-        batch: SeqBatch::new(cfg.n_batch as usize),
+        batch: Batch::with_seqs(cfg.n_batch as usize, 1),
         slots: (0..cfg.parallel)
             .map(|i| Slot {
                 seq: i as i32,
@@ -237,8 +241,8 @@ pub fn run(cfg: EngineConfig, shared: Arc<Shared>, rx: Receiver<Command>) {
 
 struct Engine<'m, 's> {
     model: &'m Model,
-    ctx: SeqContext<'m>,
-    batch: SeqBatch,
+    ctx: Context<'m>,
+    batch: Batch,
     slots: Vec<Slot>,
     queue: VecDeque<Job>,
     n_ctx_slot: usize,
@@ -282,18 +286,20 @@ impl Engine<'_, '_> {
                 add_special,
                 reply,
             } => {
-                let r = crate::llama::serve_ops::tokenize(self.model, &text, add_special)
+                let r = self
+                    .model
+                    .vocab()
+                    .tokenize_with(&text, add_special, true)
                     .map_err(|e| ApiError::server(e.to_string()));
                 let _ = reply.send(r);
             }
             Command::Detokenize { tokens, reply } => {
-                let mut u = Utf8Stream::default();
-                let mut bytes = Vec::new();
-                for t in tokens {
-                    bytes.extend(u.push(&self.model.vocab().piece(t)));
-                }
-                bytes.extend(u.finish());
-                let _ = reply.send(String::from_utf8_lossy(&bytes).into_owned());
+                let r = self
+                    .model
+                    .vocab()
+                    .detokenize(&tokens, false, false)
+                    .map_err(|e| ApiError::invalid(e.to_string()));
+                let _ = reply.send(r);
             }
             Command::TopLogits { text, n, reply } => {
                 let _ = reply.send(self.top_logits(&text, n));
@@ -317,13 +323,16 @@ impl Engine<'_, '_> {
         };
         let seq = slot.seq;
         slot.cache.clear();
-        self.ctx.seq_rm(seq, 0);
+        self.ctx.seq_rm(seq, None, None);
         let mut last = 0;
         for (c, chunk) in tokens.chunks(self.batch_cap()).enumerate() {
             self.batch.clear();
             for (i, &t) in chunk.iter().enumerate() {
                 let pos = c * self.batch_cap() + i;
-                last = self.batch.push(t, pos as i32, seq, pos + 1 == tokens.len());
+                last = self
+                    .batch
+                    .add(t, pos as i32, &[seq], pos + 1 == tokens.len())
+                    .map_err(|e| ApiError::server(e.to_string()))?;
             }
             self.ctx
                 .decode(&self.batch)
@@ -331,8 +340,8 @@ impl Engine<'_, '_> {
         }
         let logits = self
             .ctx
-            .logits(last)
-            .ok_or_else(|| ApiError::server("llama.cpp returned no logits"))?;
+            .logits_ith(last as i32)
+            .map_err(|e| ApiError::server(e.to_string()))?;
         let mut v: Vec<(Token, f32)> = logits
             .iter()
             .enumerate()
@@ -340,12 +349,12 @@ impl Engine<'_, '_> {
             .collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
         v.truncate(n);
-        self.ctx.seq_rm(seq, 0);
+        self.ctx.seq_rm(seq, None, None);
         Ok(v)
     }
 
     fn batch_cap(&self) -> usize {
-        self.batch.room() + self.batch.len()
+        self.batch.capacity()
     }
 
     fn release(&mut self, i: usize) {
@@ -394,16 +403,19 @@ impl Engine<'_, '_> {
     }
 
     fn start(&mut self, job: Job) {
-        let prompt =
-            match crate::llama::serve_ops::tokenize(self.model, &job.prompt, job.add_special) {
-                Ok(t) => t,
-                Err(e) => {
-                    let _ = job
-                        .events
-                        .send(Event::Failed(ApiError::server(e.to_string())));
-                    return;
-                }
-            };
+        let prompt = match self
+            .model
+            .vocab()
+            .tokenize_with(&job.prompt, job.add_special, true)
+        {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = job
+                    .events
+                    .send(Event::Failed(ApiError::server(e.to_string())));
+                return;
+            }
+        };
         if prompt.is_empty() {
             let _ = job.events.send(Event::Failed(ApiError::invalid(
                 "the prompt is empty (0 tokens)",
@@ -427,12 +439,13 @@ impl Engine<'_, '_> {
             let _ = job.events.send(Event::Failed(e));
             return;
         }
-        let sampler = match SeqSampler::new(&job.req.sampling, self.model, &prompt) {
+        let sampler = match Sampler::new(self.model.vocab(), &job.req.sampling) {
             Ok(s) => s,
             Err(e) => {
-                let _ = job
-                    .events
-                    .send(Event::Failed(ApiError::invalid(format!("`grammar`: {e}"))));
+                let _ = job.events.send(Event::Failed(ApiError::invalid(format!(
+                    "`{}`: {}",
+                    e.field, e.message
+                ))));
                 return;
             }
         };
@@ -447,8 +460,8 @@ impl Engine<'_, '_> {
         // At least the last prompt token is evaluated again: its logits start the generation.
         let keep = lcp.min(prompt.len() - 1);
         let slot = &mut self.slots[i];
-        if !self.ctx.seq_rm(slot.seq, keep as i32) {
-            self.ctx.seq_rm(slot.seq, 0);
+        if !self.ctx.seq_rm(slot.seq, Some(keep as i32), None) {
+            self.ctx.seq_rm(slot.seq, None, None);
             slot.cache.clear();
         }
         slot.cache.truncate(keep);
@@ -474,8 +487,7 @@ impl Engine<'_, '_> {
             row: None,
             generated: 0,
             max_tokens: job.req.max_tokens,
-            utf8: Utf8Stream::default(),
-            stop: StopMatcher::new(job.req.stop),
+            text: TextStream::new(job.req.stop),
             t_admit: Instant::now(),
             t_first: None,
         });
@@ -489,7 +501,8 @@ impl Engine<'_, '_> {
             if let Some(a) = s.job.as_mut() {
                 a.row = None;
                 if let Some(t) = a.next.take() {
-                    a.row = Some(self.batch.push(t, s.cache.len() as i32, s.seq, true));
+                    let row = self.batch.add(t, s.cache.len() as i32, &[s.seq], true);
+                    a.row = Some(row.expect("one token per slot fits the batch") as i32);
                     s.cache.push(t);
                 }
             }
@@ -508,11 +521,14 @@ impl Engine<'_, '_> {
         for i in prompting {
             let s = &mut self.slots[i];
             let a = s.job.as_mut().expect("active");
-            let n = self.batch.room().min(a.prompt.len() - a.fed);
+            let n = (self.batch.capacity() - self.batch.len()).min(a.prompt.len() - a.fed);
             for k in 0..n {
                 let t = a.prompt[a.fed + k];
                 let last = a.fed + k + 1 == a.prompt.len();
-                let row = self.batch.push(t, s.cache.len() as i32, s.seq, last);
+                let row = self
+                    .batch
+                    .add(t, s.cache.len() as i32, &[s.seq], last)
+                    .expect("within the room counted above") as i32;
                 s.cache.push(t);
                 if last {
                     a.row = Some(row);
@@ -546,7 +562,7 @@ impl Engine<'_, '_> {
                         .events
                         .send(Event::Failed(ApiError::server(e.to_string())));
                     let seq = self.slots[i].seq;
-                    self.ctx.seq_rm(seq, 0);
+                    self.ctx.seq_rm(seq, None, None);
                     self.slots[i].cache.clear();
                     self.release(i);
                 }
@@ -563,7 +579,7 @@ impl Engine<'_, '_> {
         let s = &mut self.slots[i];
         let Some(a) = s.job.as_mut() else { return };
         let Some(row) = a.row.take() else { return };
-        let tok = self.ctx.sample(&mut a.sampler, row);
+        let tok = a.sampler.sample(&self.ctx, row);
         if a.t_first.is_none() {
             a.t_first = Some(Instant::now());
         }
@@ -574,9 +590,9 @@ impl Engine<'_, '_> {
         } else {
             a.generated += 1;
             self.shared.metrics.generated_tokens.fetch_add(1, Relaxed);
-            let bytes = a.utf8.push(&vocab.piece(tok));
-            let (text, stopped) = a.stop.push(&String::from_utf8_lossy(&bytes));
-            if !text.is_empty() && a.events.send(Event::Delta(text)).is_err() {
+            let piece = a.text.push(&vocab.piece(tok));
+            let stopped = piece.stopped;
+            if !piece.text.is_empty() && a.events.send(Event::Delta(piece.text)).is_err() {
                 a.cancel.store(true, Relaxed);
                 return;
             }
@@ -589,17 +605,11 @@ impl Engine<'_, '_> {
             }
         }
         let Some(finish) = finish else { return };
-        {
-            // Text held back (an incomplete character, a possible stop-string start) goes out
-            // unless a stop string ended the text.
-            let tail = String::from_utf8_lossy(&a.utf8.finish()).into_owned();
-            let (mut text, stopped) = a.stop.push(&tail);
-            if !stopped {
-                text.push_str(&a.stop.finish());
-            }
-            if !text.is_empty() {
-                let _ = a.events.send(Event::Delta(text));
-            }
+        // Text held back (an incomplete character, a possible stop-string start) goes out
+        // unless a stop string ended the text.
+        let tail = a.text.finish();
+        if !tail.text.is_empty() {
+            let _ = a.events.send(Event::Delta(tail.text));
         }
         let now = Instant::now();
         let first = a.t_first.unwrap_or(now);

@@ -8,7 +8,7 @@
 use super::api::{ApiError, Message};
 use super::scheduler::ModelInfo;
 use crate::chat_template::{ChatMessage, ChatTemplate};
-use crate::llama::serve_ops::apply_builtin_template;
+use crate::llama::Model;
 
 /// How prompts are rendered for this model.
 pub enum Choice {
@@ -38,7 +38,7 @@ fn probe() -> Vec<ChatMessage> {
 }
 
 /// Decides once, with a trial render, which template this model gets.
-pub fn choose(info: &ModelInfo) -> Choice {
+pub fn choose(model: &Model, info: &ModelInfo) -> Choice {
     let Some(src) = info.chat_template.as_deref() else {
         return Choice::Chatml("the model has no tokenizer.chat_template".into());
     };
@@ -48,8 +48,7 @@ pub fn choose(info: &ModelInfo) -> Choice {
         Ok(t) => return Choice::Jinja(Box::new(t)),
         Err(e) => format!("the Jinja template failed: {}", e.message()),
     };
-    let probe = [("user".to_string(), "hi".to_string())];
-    match apply_builtin_template(Some(src), &probe, true) {
+    match model.apply_builtin_chat_template(Some(src), &[("user", "hi")], true) {
         Ok(_) => Choice::ModelBuiltin(why),
         Err(_) => Choice::Chatml(format!(
             "{why}; llama.cpp's built-in templates do not recognise it either"
@@ -57,13 +56,19 @@ pub fn choose(info: &ModelInfo) -> Choice {
     }
 }
 
-fn builtin(info: &ModelInfo, msgs: &[Message]) -> Result<String, ApiError> {
-    let m: Vec<(String, String)> = msgs
+fn builtin(model: &Model, choice: &Choice, msgs: &[Message]) -> Result<String, ApiError> {
+    let m: Vec<(&str, &str)> = msgs
         .iter()
-        .map(|m| (m.role.clone(), m.content.clone()))
+        .map(|m| (m.role.as_str(), m.content.as_str()))
         .collect();
-    apply_builtin_template(info.chat_template.as_deref(), &m, true)
-        .or_else(|_| apply_builtin_template(None, &m, true))
+    // The model's own template as llama.cpp knows it, else ChatML.
+    let first = match choice {
+        Choice::Chatml(_) => Some("chatml"),
+        _ => None,
+    };
+    model
+        .apply_builtin_chat_template(first, &m, true)
+        .or_else(|_| model.apply_builtin_chat_template(Some("chatml"), &m, true))
         .map_err(|e| {
             ApiError::invalid(format!(
                 "the chat template could not render these messages: {e}"
@@ -74,6 +79,7 @@ fn builtin(info: &ModelInfo, msgs: &[Message]) -> Result<String, ApiError> {
 /// The prompt, and whether tokenizing it should add the model's BOS (not when the rendered text
 /// already starts with it).
 pub fn render(
+    model: &Model,
     info: &ModelInfo,
     choice: &Choice,
     msgs: &[Message],
@@ -94,11 +100,11 @@ pub fn render(
                         "serve: the model's chat template refused a request ({}); using llama.cpp's built-in template for it",
                         e.message()
                     );
-                    builtin(info, msgs)?
+                    builtin(model, choice, msgs)?
                 }
             }
         }
-        Choice::ModelBuiltin(_) | Choice::Chatml(_) => builtin(info, msgs)?,
+        Choice::ModelBuiltin(_) | Choice::Chatml(_) => builtin(model, choice, msgs)?,
     };
     let add_bos = info.bos_token.is_empty() || !text.starts_with(&info.bos_token);
     Ok((text, add_bos))
