@@ -540,7 +540,7 @@ impl Engine<'_, '_> {
                 a.cancel.store(true, Relaxed);
             }
         }
-        if self.batch.len() == 0 {
+        if self.batch.is_empty() {
             return;
         }
         let t = Instant::now();
