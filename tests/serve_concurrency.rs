@@ -255,3 +255,25 @@ fn sigterm_ends_running_streams_with_a_final_event_and_exits_0() {
         .unwrap()
         .contains("shutting down"));
 }
+
+#[test]
+fn parallel_defaults_to_two_slots_per_core_as_info_shows() {
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    let want = (2 * cores).clamp(2, 8);
+    let out = rt::run(&["info", "--json"], None);
+    assert!(out.status.success());
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["serve"]["parallel"], want, "{}", info["serve"]);
+    let text = String::from_utf8(rt::run(&["info"], None).stdout).unwrap();
+    assert!(
+        text.contains(&format!("parallel    {want:<6} 2 per core")),
+        "{text}"
+    );
+    // A tiny model fits in RAM with every default slot: the server uses exactly that many.
+    let s = Server::start(&rt::binary(), &["-m", &tiny(), "-c", "128"]);
+    let (st, _, body) = s.request("GET", "/props", &[], b"");
+    assert_eq!(st, 200);
+    let props: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(props["total_slots"], want, "{props}");
+    assert_eq!(s.metrics()["tunellama_slots"], want as f64);
+}
