@@ -329,3 +329,104 @@ fn a_grammar_and_json_object_constrain_what_is_generated() {
     assert!(parsed.is_object(), "{text:?}");
     assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
 }
+
+#[test]
+fn cargo_xtask_serve_resolves_a_file_or_a_stored_catalog_model() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let xtask = |cache: Option<&std::path::Path>, args: &[&str]| {
+        let mut c = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"));
+        c.arg("serve").args(args);
+        if let Some(d) = cache {
+            c.env("TUNELLAMA_CACHE_DIR", d);
+        }
+        c
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let o = xtask(None, &["--model", "/nonexistent/m.gguf"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("/nonexistent/m.gguf does not exist"),
+        "{}",
+        text(&o)
+    );
+    let o = xtask(None, &["--model", "no-such-model"]).output().unwrap();
+    assert!(
+        text(&o).contains("neither a file nor a model of the catalog"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("cargo xtask models list"), "{}", text(&o));
+    let empty = tempfile::tempdir().unwrap();
+    let o = xtask(Some(empty.path()), &["--model", "stories15m-q4_0"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o).contains("stories15m-q4_0 is not stored yet"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("cargo xtask models fetch stories15m-q4_0"),
+        "{}",
+        text(&o)
+    );
+
+    // A file: the current runtime (the one `setup` made, as rt::binary finds it) serves it,
+    // with the flags after `--`.
+    rt::binary();
+    let mut child = xtask(
+        None,
+        &[
+            "--model",
+            &tiny(),
+            "--",
+            "--port",
+            "0",
+            "-c",
+            "64",
+            "--parallel",
+            "1",
+        ],
+    )
+    .stderr(std::process::Stdio::piped())
+    .process_group(0)
+    .spawn()
+    .unwrap();
+    let err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            if let Some(p) = line.split("listening on http://127.0.0.1:").nth(1) {
+                let _ = tx.send(p.trim().parse::<u16>().ok());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(std::time::Duration::from_secs(600))
+        .ok()
+        .flatten()
+        .expect("cargo xtask serve started the server");
+    let t = std::time::Instant::now();
+    let ok = loop {
+        let r = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.write_all(b"GET /props HTTP/1.1\r\nConnection: close\r\n\r\n")?;
+            Ok(serve::read_response(&mut s))
+        });
+        if let Ok((200, _, body)) = r {
+            break serde_json::from_slice::<Value>(&body).unwrap();
+        }
+        assert!(t.elapsed().as_secs() < 60, "not ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(ok["n_ctx_slot"], 64);
+    assert_eq!(ok["total_slots"], 1);
+    // SIGTERM to the group (xtask and the server it runs): the server exits 0, and so xtask.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &format!("-{}", child.id())])
+        .status();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "{st}");
+}

@@ -32,6 +32,7 @@ pub mod progress;
 pub mod report;
 pub mod requirements;
 pub mod runtime_build;
+pub mod serve;
 pub mod setup;
 pub mod setup_plan;
 pub mod shipped_logits;

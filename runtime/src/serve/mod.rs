@@ -3,6 +3,14 @@
 //! engine thread (`scheduler`) owns the model and decodes every active request together. They
 //! talk over channels: a request goes in as a `Job`, its tokens come back as `Event`s.
 
+/// A line on stderr that never fails: a server whose stderr was closed keeps serving.
+macro_rules! log {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 pub mod api;
 pub mod auth;
 pub mod http;
@@ -122,18 +130,18 @@ pub fn run(a: ServeArgs) -> Result<()> {
     })?;
     let addr = listener.local_addr()?;
     if !is_loopback(&a.host) && api_key.is_none() {
-        eprintln!(
+        log!(
             "warning: listening on {} (not loopback) without an API key: anyone who can reach this port can use the model; give --api-key or --api-key-file",
             a.host
         );
     }
-    eprintln!(
+    log!(
         "serve: threads {} ({}), context {} tokens per slot ({}), parallel {parallel} ({parallel_why}), gpu layers {} ({})",
         threads.value, threads.why, ctx.value, ctx.why, gpu.value, gpu.why
     );
     // The line scripts and tests wait for: the address actually bound (with --port 0, the port
     // the system chose).
-    eprintln!("serve: listening on http://{addr}");
+    log!("serve: listening on http://{addr}");
 
     let shared = Arc::new(Shared::default());
     let (tx, rx) = mpsc::channel();
@@ -188,7 +196,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         if !announced {
             if let (Some(info), Some(model)) = (shared.info.get(), shared.model.get()) {
                 let choice = template::choose(model, info);
-                eprintln!(
+                log!(
                     "serve: model {} ready; chat template: {}",
                     info.id,
                     choice.describe()
@@ -216,13 +224,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) => eprintln!("serve: accept: {e}"),
+            Err(e) => log!("serve: accept: {e}"),
         }
     }
     // Graceful stop: no new connections; the engine ends every stream with a final event;
     // connections finish writing it and close.
     drop(listener);
-    eprintln!("serve: stopping (signal received)");
+    log!("serve: stopping (signal received)");
     shared.shutdown.store(true, Relaxed);
     let t = Instant::now();
     while !engine.is_finished() && t.elapsed() < Duration::from_secs(10) {
@@ -231,7 +239,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     while state.connections.load(Relaxed) > 0 && t.elapsed() < Duration::from_secs(15) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    eprintln!("serve: stopped");
+    log!("serve: stopped");
     Ok(())
 }
 

@@ -175,7 +175,7 @@ pub fn run(cfg: EngineConfig, shared: Arc<Shared>, rx: Receiver<Command>) {
     let model = match crate::load::model(&cfg.model_path, &cfg.header, cfg.gpu_layers, cfg.verbose)
     {
         Ok((m, s)) => {
-            eprintln!("serve: model loaded in {s:.2} s");
+            log!("serve: model loaded in {s:.2} s");
             Arc::new(m)
         }
         Err(e) => {
@@ -555,7 +555,7 @@ impl Engine<'_, '_> {
         m.prompt_micros.fetch_add(share(prompt_tokens), Relaxed);
         m.generate_micros.fetch_add(share(generating), Relaxed);
         if let Err(e) = r {
-            eprintln!("serve: {e}");
+            log!("serve: {e}");
             for i in 0..self.slots.len() {
                 if let Some(a) = self.slots[i].job.as_ref() {
                     let _ = a

@@ -96,7 +96,7 @@ pub fn render(
             match t.render(&m, true) {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!(
+                    log!(
                         "serve: the model's chat template refused a request ({}); using llama.cpp's built-in template for it",
                         e.message()
                     );

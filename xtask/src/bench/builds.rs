@@ -79,7 +79,12 @@ fn build_ref(e: &Ensured) -> BuildRef {
 }
 
 /// The benchmark model for `quant`, written once into the cache (deterministic, so reusable).
-fn model(ctx: &Ctx, shape: &str, quant: &str, progress: &dyn Progress) -> anyhow::Result<PathBuf> {
+pub(crate) fn model(
+    ctx: &Ctx,
+    shape: &str,
+    quant: &str,
+    progress: &dyn Progress,
+) -> anyhow::Result<PathBuf> {
     use crate::testmodel::{Quant, ShapeName, Spec};
     use clap::ValueEnum;
     let shape_name = ShapeName::from_str(shape, true)

@@ -1,10 +1,12 @@
 //! `cargo xtask bench ...`: measurements that are too slow or too machine-dependent for tests:
 //! tuned vs portable llama.cpp (the default), download throughput (`bench download`), the first
-//! setup against a cold build of the `llama-cpp-2` crate (`bench first-setup`).
+//! setup against a cold build of the `llama-cpp-2` crate (`bench first-setup`), the server under
+//! concurrent clients (`bench serve`).
 
 pub mod builds;
 pub mod download;
 pub mod first_setup;
+pub mod serve;
 
 use crate::context::Ctx;
 use std::process::ExitCode;
@@ -18,6 +20,7 @@ pub fn run(
         None => builds::run(ctx, &args.builds, progress),
         Some(BenchCommand::Download(a)) => download::run(ctx, a),
         Some(BenchCommand::FirstSetup(a)) => first_setup::run(ctx, a),
+        Some(BenchCommand::Serve(a)) => serve::run(ctx, a, progress),
     }
 }
 
@@ -38,4 +41,7 @@ pub enum BenchCommand {
     /// The first setup (fresh clone, empty target dir and cache) against a cold release build of
     /// a project depending on the `llama-cpp-2` crate (same llama.cpp tree), in one run
     FirstSetup(crate::bench::first_setup::BenchFirstSetupArgs),
+    /// `tunellama serve` on the bench model: aggregate tokens/s and time to first token with 1,
+    /// 2, 4, 8 concurrent clients and one after another, against `tunellama bench`'s tg
+    Serve(crate::bench::serve::BenchServeArgs),
 }
