@@ -424,9 +424,11 @@ fn cargo_xtask_serve_resolves_a_file_or_a_stored_catalog_model() {
     assert_eq!(ok["n_ctx_slot"], 64);
     assert_eq!(ok["total_slots"], 1);
     // SIGTERM to the group (xtask and the server it runs): the server exits 0, and so xtask.
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &format!("-{}", child.id())])
-        .status();
+    // SAFETY: kill(2) with a process group id and a signal number.
+    assert_eq!(
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) },
+        0
+    );
     let st = child.wait().unwrap();
     assert!(st.success(), "{st}");
 }

@@ -57,6 +57,15 @@ pub fn run(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     ctx.info(format!("serving {}", model.display()));
     let mut args: Vec<OsString> = vec!["serve".into(), "--model".into(), model.into()];
     args.extend(a.args.iter().cloned());
+    // Ctrl-C (or SIGTERM to the process group) is for the server: it stops gracefully and we
+    // pass its exit code on, instead of dying first. The server installs its own handlers, so
+    // the ignored disposition it inherits does not matter to it.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
     crate::status::run_runtime(ctx, &args)
 }
 
