@@ -38,6 +38,21 @@ fn bias(printable: bool) -> Value {
     Value::Object(m)
 }
 
+/// A server on the long-context tiny model with `parallel` slots of 8192 tokens.
+fn long_server(parallel: &str) -> Server {
+    Server::start(
+        &rt::binary(),
+        &["-m", &tiny_long(), "-c", "8192", "--parallel", parallel],
+    )
+}
+
+/// A greedy stream of up to 8000 tokens that never ends early (the end token is banned).
+fn long_stream(s: &Server) -> Sse {
+    let long = json!({"prompt": "Long:", "max_tokens": 8000, "temperature": 0, "stream": true,
+                      "logit_bias": bias(false)});
+    Sse::open(s, "/v1/completions", &long)
+}
+
 fn completion(prompt: &str, max_tokens: u32, stream: bool) -> Value {
     json!({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": stream})
 }
@@ -119,13 +134,8 @@ fn near_tie(s: &Server, prompt: &str, alone: &str, together: &str) {
 
 #[test]
 fn a_request_arriving_mid_generation_streams_before_the_running_one_ends() {
-    let s = Server::start(
-        &rt::binary(),
-        &["-m", &tiny_long(), "-c", "8192", "--parallel", "2"],
-    );
-    let long = json!({"prompt": "Long:", "max_tokens": 8000, "temperature": 0, "stream": true,
-                      "logit_bias": bias(false)});
-    let mut a = Sse::open(&s, "/v1/completions", &long);
+    let s = long_server("2");
+    let mut a = long_stream(&s);
     assert_eq!(a.status, 200);
     for _ in 0..5 {
         a.next().expect("the long stream's first events");
@@ -146,13 +156,8 @@ fn a_request_arriving_mid_generation_streams_before_the_running_one_ends() {
 
 #[test]
 fn a_client_that_disconnects_frees_its_slot_within_a_second() {
-    let s = Server::start(
-        &rt::binary(),
-        &["-m", &tiny_long(), "-c", "8192", "--parallel", "1"],
-    );
-    let long = json!({"prompt": "Long:", "max_tokens": 8000, "temperature": 0, "stream": true,
-                      "logit_bias": bias(false)});
-    let mut a = Sse::open(&s, "/v1/completions", &long);
+    let s = long_server("1");
+    let mut a = long_stream(&s);
     for _ in 0..3 {
         a.next().unwrap();
     }
@@ -226,13 +231,8 @@ fn the_second_turn_of_a_chat_reuses_the_first_turns_cache() {
 
 #[test]
 fn sigterm_ends_running_streams_with_a_final_event_and_exits_0() {
-    let s = Server::start(
-        &rt::binary(),
-        &["-m", &tiny_long(), "-c", "8192", "--parallel", "1"],
-    );
-    let long = json!({"prompt": "Long:", "max_tokens": 8000, "temperature": 0, "stream": true,
-                      "logit_bias": bias(false)});
-    let mut a = Sse::open(&s, "/v1/completions", &long);
+    let s = long_server("1");
+    let mut a = long_stream(&s);
     a.next().unwrap();
     let pid = s.pid();
     let reader = std::thread::spawn(move || {
