@@ -19,6 +19,10 @@
 //!   and the `trim` filter strip what Python's `str.isspace` calls whitespace.
 //!
 //! Not supported: transformers' `{% generation %}` tag (assistant-token masks for training).
+//! Known difference: a loop over `none` (a tool-use template's `{% for tool in tools %}` when no
+//! tools are given) is an empty loop here, where jinja2 raises `TypeError: 'NoneType' object is not
+//! iterable`; every other render of llama.cpp's `models/templates/` (c392e5094) with the test
+//! conversations was byte-identical to jinja2's.
 
 use std::fmt::{self, Write as _};
 
@@ -689,6 +693,49 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_template_can_be_shared_between_server_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<ChatTemplate>();
+        shared::<TemplateError>();
+    }
+
+    #[test]
+    fn tojson_writes_what_pythons_json_dumps_writes() {
+        let t = ChatTemplate::new(
+            "{{ x | tojson }}|{{ x | tojson(indent=2) }}|{{ 'é\"\u{1}' | tojson(ensure_ascii=true) }}|{{ {} | tojson }}",
+            "",
+            "",
+        )
+        .unwrap();
+        let env = &t.env;
+        let out = env
+            .get_template(NAME)
+            .unwrap()
+            .render(minijinja::context! { x => serde_json_like() })
+            .unwrap();
+        // json.dumps({"b": [1, 2.5, None, True], "a": "<é>"}) and with indent=2, in Python 3.
+        assert_eq!(
+            out,
+            "{\"b\": [1, 2.5, null, true], \"a\": \"<é>\"}|{\n  \"b\": [\n    1,\n    2.5,\n    null,\n    true\n  ],\n  \"a\": \"<é>\"\n}|\"\\u00e9\\\"\\u0001\"|{}"
+        );
+    }
+
+    fn serde_json_like() -> Value {
+        Value::from_iter([
+            (
+                "b",
+                Value::from(vec![
+                    Value::from(1),
+                    Value::from(2.5),
+                    Value::from(()),
+                    Value::from(true),
+                ]),
+            ),
+            ("a", Value::from("<é>")),
+        ])
     }
 
     #[test]

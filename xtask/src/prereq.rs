@@ -122,7 +122,9 @@ pub fn ensure_cross_tools(ctx: &Ctx, target_arch: &str) -> anyhow::Result<()> {
 }
 
 /// What the test suite needs beyond a build: pkg-config (tests/lib_pkg_config.rs compiles and runs
-/// a C program through the installed `llama.pc`, as `--lib-only` users link their programs).
+/// a C program through the installed `llama.pc`, as `--lib-only` users link their programs), and
+/// Python's jinja2 for the system `python3` (tests/chat_template.rs renders every chat template
+/// with it, configured as Hugging Face's `apply_chat_template` configures it, and compares).
 pub fn missing_for_tests() -> Vec<Need> {
     let path = crate::env::path_var();
     let mut out = Vec::new();
@@ -139,14 +141,18 @@ pub fn missing_for_tests() -> Vec<Need> {
             )
         });
     }
+    if !python_imports("jinja2") {
+        out.push(Need {
+            pacman: "python-jinja",
+            ..need(
+                "python3 jinja2",
+                "the chat-template tests compare tunellama's renderer with Python's jinja2, byte for byte",
+                "python3-jinja2",
+            )
+        });
+    }
     // tests/serve_openai.rs runs the openai Python client from a venv (crate::test_python).
-    let has_venv = std::process::Command::new("python3")
-        .args(["-c", "import venv, ensurepip"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if cfg!(target_os = "linux") && !has_venv {
+    if cfg!(target_os = "linux") && !python_imports("venv, ensurepip") {
         out.push(need(
             "python3-venv",
             "the server tests run the openai Python client from a venv",
@@ -154,6 +160,26 @@ pub fn missing_for_tests() -> Vec<Need> {
         ));
     }
     out
+}
+
+/// The Python the system's package manager installs modules for: `/usr/bin/python3` where it
+/// exists (a pyenv or venv `python3` first on PATH does not see `apt-get install python3-...`),
+/// else `python3` from PATH. The tests run their Python reference scripts with it.
+pub fn system_python() -> std::path::PathBuf {
+    let usr = Path::new("/usr/bin/python3");
+    if usr.exists() {
+        usr.to_path_buf()
+    } else {
+        "python3".into()
+    }
+}
+
+/// Whether [`system_python`] imports `module` (false when there is no python3).
+fn python_imports(module: &str) -> bool {
+    Cmd::new(system_python())
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.success())
 }
 
 /// Installs what the tests need (saying what and why), then checks again.

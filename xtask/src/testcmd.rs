@@ -43,7 +43,8 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<std::process::ExitCode>
     let ctx = &test_ctx;
     // The build tests compile real llama.cpp: cmake and ninja must be there first.
     crate::prereq::ensure_build_tools(ctx)?;
-    // tests/lib_pkg_config.rs links a C program through the installed llama.pc: pkg-config.
+    // tests/lib_pkg_config.rs links a C program through the installed llama.pc: pkg-config;
+    // tests/chat_template.rs renders chat templates with Python's jinja2: python3-jinja2.
     crate::prereq::ensure_test_tools(ctx)?;
     // tests/serve_openai.rs drives `tunellama serve` with the official openai Python client:
     // a venv in the test cache with the pinned version.
