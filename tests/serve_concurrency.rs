@@ -184,7 +184,7 @@ fn a_client_that_disconnects_frees_its_slot_within_a_second() {
 
 #[test]
 fn the_second_turn_of_a_chat_reuses_the_first_turns_cache() {
-    let model = rt::python_model(&["--chatml-template"]);
+    let model = rt::python_model(&["--chat-template", "Qwen-Qwen2.5-7B-Instruct.jinja"]);
     let s = Server::start(
         &rt::binary(),
         &[

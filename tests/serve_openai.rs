@@ -91,7 +91,7 @@ print(json.dumps(out))
 fn the_official_openai_client_works_unchanged() {
     let cache = xtask::testcmd::test_cache_dir();
     let py = xtask::test_python::ensure_openai(&cache).expect("the openai venv");
-    let model = rt::python_model(&["--chatml-template"]);
+    let model = rt::python_model(&["--chat-template", "Qwen-Qwen2.5-7B-Instruct.jinja"]);
     let server = serve::Server::start(
         &rt::binary(),
         &[
