@@ -164,12 +164,18 @@ fn scratch_project(dir: &Path) {
     std::fs::write(dir.join("src/main.rs"), DEP_MAIN).unwrap();
 }
 
+/// `cargo <args>` in `dir` with `--target-dir` (before any `--` and program arguments).
 fn cargo_in(dir: &Path, args: &[&str], target_dir: &Path) -> Command {
     let mut c = xtask::testcmd::command(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let (cargo_args, program_args) = match args.iter().position(|a| *a == "--") {
+        Some(i) => args.split_at(i),
+        None => (args, &[][..]),
+    };
     c.current_dir(dir)
-        .args(args)
+        .args(cargo_args)
         .arg("--target-dir")
         .arg(target_dir)
+        .args(program_args)
         .env_remove("TUNELLAMA_PREFIX")
         .env_remove("CARGO_TARGET_DIR");
     c

@@ -9,9 +9,35 @@
 //!   a [`Sampler`](llama::Sampler) chain built from plain [`SamplingParams`](llama::SamplingParams)
 //!   (penalties, logit bias, GBNF grammar), the [`TextStream`](llama::TextStream) stop-string
 //!   matcher, and a [`CancelToken`](llama::CancelToken).
-//! - [`engine`]: one sequence end to end: [`Session`](engine::Session) feeds a prompt and
+//! - [`engine`]: one sequence end to end: [`Session`] feeds a prompt and
 //!   streams text (an iterator or a callback), stops on stop strings, end of generation or a
 //!   token limit, can be cancelled from another thread, and reports timings.
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! use tunellama_runtime::load::{open, ModelOptions};
+//! use tunellama_runtime::{GenerateOptions, Session};
+//!
+//! # fn main() -> tunellama_runtime::Result<()> {
+//! let model = open("model.gguf".as_ref(), &ModelOptions::default())?; // tuned defaults
+//! let mut session = Session::new(&model)?;
+//! // Iterator: every chunk's `text` is valid UTF-8.
+//! let mut generation = session.generate("Once upon a time", &GenerateOptions::default())?;
+//! let stop = generation.cancel_token(); // Send + Clone: `stop.cancel()` from any thread
+//! for chunk in generation.by_ref() {
+//!     print!("{}", chunk?.text);
+//! }
+//! println!("\n{:?} {:?}", generation.stop_reason(), generation.timings());
+//! drop(generation);
+//! // Callback: the same, ending with the whole text, the stop reason and timings.
+//! let done = session.run("Once upon a time", &GenerateOptions::default(), |chunk| {
+//!     print!("{}", chunk.text);
+//!     ControlFlow::Continue(())
+//! })?;
+//! # let _ = (stop, done);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! `unsafe` is denied everywhere except in `ffi` (generated bindings), `llama` (the wrapper),
 //! `cpu_check` (CPUID and the pre-main refusal) and one function of `gpu_check` (`dlopen`).

@@ -83,6 +83,12 @@ impl Model {
         Ok(model)
     }
 
+    /// [`load::open`](crate::load::open): our file checks, then the load, with the build's tuned
+    /// defaults for whatever `options` leaves unset.
+    pub fn open(path: &Path, options: &crate::load::ModelOptions) -> crate::error::Result<Model> {
+        crate::load::open(path, options)
+    }
+
     pub(super) fn raw(&self) -> *mut ffi::llama_model {
         self.ptr.as_ptr()
     }
