@@ -37,8 +37,8 @@ pub fn ensure_openai(cache: &Path) -> anyhow::Result<PathBuf> {
         "== installing the openai Python client {OPENAI_VERSION} into {} (tests/serve_openai.rs drives the server with it)",
         venv.display()
     );
-    let python = if cfg!(windows) { "python" } else { "python3" };
-    Cmd::new(python)
+    // The system's Python: the one `prereqs` installs python3-venv for.
+    Cmd::new(crate::prereq::system_python())
         .args(["-m", "venv"])
         .arg(&venv)
         .hint(
