@@ -184,14 +184,20 @@ fn a_client_that_disconnects_frees_its_slot_within_a_second() {
 
 #[test]
 fn the_second_turn_of_a_chat_reuses_the_first_turns_cache() {
-    let model = rt::python_model(&["--chat-template", "Qwen-Qwen2.5-7B-Instruct.jinja"]);
+    // Qwen2.5's template (with its default system prompt), on a model trained for 8192 tokens.
+    let model = rt::python_model(&[
+        "--ctx",
+        "8192",
+        "--chat-template",
+        "Qwen-Qwen2.5-7B-Instruct.jinja",
+    ]);
     let s = Server::start(
         &rt::binary(),
         &[
             "-m",
             model.to_str().unwrap(),
             "-c",
-            "256",
+            "1024",
             "--parallel",
             "2",
         ],
