@@ -432,3 +432,54 @@ fn cargo_xtask_serve_resolves_a_file_or_a_stored_catalog_model() {
     let st = child.wait().unwrap();
     assert!(st.success(), "{st}");
 }
+
+/// The stderr lines of `tunellama serve ARGS` up to the one saying where it listens.
+fn lines_until_listening(args: &[&str]) -> Vec<String> {
+    use std::io::BufRead;
+    let mut c = std::process::Command::new(rt::binary())
+        .arg("serve")
+        .args(args)
+        .args(["--port", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = Vec::new();
+    for l in std::io::BufReader::new(c.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        let done = l.contains("serve: listening on http://");
+        out.push(l);
+        if done {
+            break;
+        }
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    out
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_key_prints_a_warning() {
+    let warned = |ls: &[String]| {
+        ls.iter()
+            .any(|l| l.starts_with("warning: listening on 0.0.0.0"))
+    };
+    let open = lines_until_listening(&["-m", &tiny(), "-c", "64", "--host", "0.0.0.0"]);
+    assert!(warned(&open), "{open:?}");
+    assert!(open.last().unwrap().contains("http://0.0.0.0:"), "{open:?}");
+    let keyed = lines_until_listening(&[
+        "-m",
+        &tiny(),
+        "-c",
+        "64",
+        "--host",
+        "0.0.0.0",
+        "--api-key",
+        "k-9",
+    ]);
+    assert!(!warned(&keyed), "{keyed:?}");
+    assert!(!keyed.iter().any(|l| l.contains("k-9")), "{keyed:?}");
+    let local = lines_until_listening(&["-m", &tiny(), "-c", "64"]);
+    assert!(!warned(&local), "{local:?}");
+}

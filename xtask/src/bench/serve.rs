@@ -249,7 +249,7 @@ pub fn run(ctx: &Ctx, a: &BenchServeArgs, progress: &dyn Progress) -> anyhow::Re
         let doc = ctx.repo_root.join(super::first_setup::DOC);
         let text = fs_err::read_to_string(&doc)?;
         let section = format!(
-            "## The server under concurrent clients: `cargo xtask bench serve` ({})\n\n{}",
+            "### Measured with `cargo xtask bench serve --write-doc` ({})\n\n{}",
             Cmd::new("date")
                 .args(["-u", "+%F"])
                 .run()
