@@ -283,3 +283,34 @@ fn parallel_defaults_to_two_slots_per_core_as_info_shows() {
     assert_eq!(props["total_slots"], want, "{props}");
     assert_eq!(s.metrics()["tunellama_slots"], want as f64);
 }
+
+#[test]
+fn a_prompt_longer_than_a_batch_gets_comment_keep_alives_while_it_is_processed() {
+    let s = long_server("1");
+    // About 1500 byte tokens: three batches of 512.
+    let prompt = "keep alive ".repeat(140);
+    let body = json!({"prompt": prompt, "max_tokens": 2, "temperature": 0, "stream": true});
+    let mut sse = Sse::open(&s, "/v1/completions", &body);
+    assert_eq!(sse.status, 200);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut sse.reader, &mut line).unwrap() > 0 {
+        lines.push(line.trim_end().to_string());
+        line.clear();
+    }
+    let first_comment = lines.iter().position(|l| l == ": processing the prompt");
+    let first_text = lines.iter().position(|l| {
+        l.starts_with("data: ")
+            && l.contains("\"finish_reason\":null")
+            && !l.contains("\"text\":\"\"")
+    });
+    assert!(first_comment.is_some(), "{lines:?}");
+    assert!(
+        first_text.is_none_or(|t| first_comment.unwrap() < t),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().rev().find(|l| !l.is_empty()).unwrap(),
+        "data: [DONE]"
+    );
+}

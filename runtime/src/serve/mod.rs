@@ -653,7 +653,7 @@ fn generate(
     if http::write_event(&mut c.stream, &first.to_string()).is_err() {
         return gone(&cancel);
     }
-    let mut last_comment = Instant::now();
+    let mut last_comment: Option<Instant> = None;
     loop {
         let ok = match next(c) {
             Some(Event::Delta(t)) => {
@@ -665,8 +665,9 @@ fn generate(
             }
             Some(Event::Progress) => {
                 // A comment keeps the client (and proxies) waiting and shows us if it left.
-                if last_comment.elapsed() > Duration::from_millis(500) {
-                    last_comment = Instant::now();
+                // The first at once, then at most every half second.
+                if last_comment.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+                    last_comment = Some(Instant::now());
                     http::write_comment(&mut c.stream, "processing the prompt").is_ok()
                 } else {
                     true
