@@ -42,6 +42,9 @@ pub enum Command {
     /// Measure prompt processing (pp) and token generation (tg) speed, like llama-bench
     #[command(after_help = EXIT_CODES, allow_negative_numbers = true)]
     Bench(BenchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (streaming; several requests at once)
+    #[command(after_help = EXIT_CODES, allow_negative_numbers = true)]
+    Serve(ServeArgs),
     /// Render a chat with a model's own chat template (`tokenizer.chat_template`) as Hugging
     /// Face's `apply_chat_template` does, without loading the model; the prompt goes to stdout
     #[command(after_help = EXIT_CODES)]
@@ -142,6 +145,33 @@ pub struct BenchArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on; anything but loopback without an API key prints a warning
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: a free port, printed on stderr)
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Requests decoded together, each in its own slot (default: from cores and RAM, see `info`)
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<i64>,
+    /// Context size of each slot in tokens (default as for `generate`)
+    #[arg(short = 'c', long, value_name = "N")]
+    pub ctx_size: Option<i64>,
+    /// Require `Authorization: Bearer K` on every endpoint but /health
+    #[arg(long, value_name = "K", conflicts_with = "api_key_file")]
+    pub api_key: Option<String>,
+    /// Read the API key from a file (its first line, trimmed)
+    #[arg(long, value_name = "F")]
+    pub api_key_file: Option<PathBuf>,
+    /// Allow browser requests from this origin (CORS); none without it
+    #[arg(long, value_name = "O")]
+    pub cors_origin: Option<String>,
 }
 
 #[derive(Debug, Args)]

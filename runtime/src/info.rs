@@ -85,12 +85,24 @@ pub fn run(json: bool) -> Result<()> {
                 "vulkan_selection": llama::vulkan_selection(),
             },
             "defaults": i.defaults,
+            "serve": serve_defaults(),
             "required_cpu_features": features,
         }));
     }
     let mut o = Out::stdout();
     quiet_pipe(text(&mut o.0, &sys, &devices, &features))?;
     o.flush()
+}
+
+/// `serve --parallel`'s default on this machine (before a model's RAM check).
+fn serve_parallel() -> (u32, String) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::serve::default_parallel(cores)
+}
+
+fn serve_defaults() -> serde_json::Value {
+    let (parallel, why) = serve_parallel();
+    serde_json::json!({"parallel": parallel, "parallel_why": why})
 }
 
 fn text(
@@ -173,6 +185,8 @@ fn text(
             writeln!(s, "  {e}")?;
         }
     }
+    let (parallel, why) = serve_parallel();
+    writeln!(s, "  parallel    {parallel:<6} {why} (`serve --parallel`)")?;
     writeln!(s, "\nrequired CPU features")?;
     for f in features {
         writeln!(s, "  {:<12} {}", f.name, f.status)?;

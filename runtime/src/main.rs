@@ -14,6 +14,7 @@ mod generate;
 mod info;
 mod logits;
 mod output;
+mod serve;
 mod template;
 
 use tunellama_runtime::{cpu_check, error, gguf, gpu_check, llama, load, settings};
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             cli::Command::Generate(a) => generate::run(a),
             cli::Command::Logits(a) => logits::run(a),
             cli::Command::Bench(a) => bench::run(a),
+            cli::Command::Serve(a) => serve::run(a),
             cli::Command::Template(a) => template::run(a),
         }
     });

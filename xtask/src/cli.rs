@@ -78,6 +78,8 @@ pub enum Command {
     ServeWasm(crate::wasm_serve::ServeArgs),
     /// Run the current build's runtime binary with ARGS (`cargo xtask run -- info --json`)
     Run(crate::status::RunArgs),
+    /// Serve a model (a file or a catalog name) over an OpenAI-compatible HTTP API with the current runtime
+    Serve(crate::serve::ServeArgs),
     /// Regenerate the runtime's FFI bindings from the pinned llama.h (needs libclang; installs it)
     Bindings(crate::bindings::BindingsArgs),
 }

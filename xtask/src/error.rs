@@ -51,6 +51,7 @@ hinted![
     crate::prereq::PrereqError,
     crate::profile::overrides::OverrideError,
     crate::runtime_build::RuntimeBuildError,
+    crate::serve::ServeError,
     crate::source::SourceError,
     crate::source::pin::PinError,
     crate::source::digest::DigestError,

@@ -43,6 +43,7 @@ fn run(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Cross(a) => xtask::cross::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::ServeWasm(a) => xtask::wasm_serve::run(ctx, &a, &*bars::for_ctx(ctx)),
         Command::Run(a) => xtask::status::run_runtime(ctx, &a.args),
+        Command::Serve(a) => xtask::serve::run(ctx, &a),
         Command::Bindings(a) => xtask::bindings::run(ctx, &a),
         Command::Ci(a) => xtask::ci::run(ctx, &a),
         Command::Prebuilt(a) => xtask::prebuilt::run(ctx, &a),

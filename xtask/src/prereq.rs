@@ -212,6 +212,14 @@ pub fn missing_for_tests() -> Vec<Need> {
             )
         });
     }
+    // tests/serve_openai.rs runs the openai Python client from a venv (crate::test_python).
+    if cfg!(target_os = "linux") && !python_imports("venv, ensurepip") {
+        out.push(need(
+            "python3-venv",
+            "the server tests run the openai Python client from a venv",
+            "python3-venv",
+        ));
+    }
     out
 }
 

@@ -228,18 +228,23 @@ pub fn cache_cmd(ctx: &Ctx, args: &CacheArgs) -> anyhow::Result<std::process::Ex
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// The current build's runtime binary (what `run` and `serve` start).
+pub fn current_runtime(ctx: &Ctx) -> Result<std::path::PathBuf, NoRuntime> {
+    let cache = Cache::new(&ctx.cache_dir);
+    cache
+        .current()
+        .map(|k| crate::runtime_build::binary_in(&cache.entry_dir(&k).join("prefix")))
+        .filter(|p| p.is_file())
+        .ok_or_else(|| NoRuntime(cache.bucket().display().to_string()))
+}
+
 /// `cargo xtask run -- ARGS`: runs the current build's runtime with ARGS, so scripts never guess
 /// where it lives. Its exit code is passed through.
 pub fn run_runtime(
     ctx: &Ctx,
     args: &[std::ffi::OsString],
 ) -> anyhow::Result<std::process::ExitCode> {
-    let cache = Cache::new(&ctx.cache_dir);
-    let bin = cache
-        .current()
-        .map(|k| crate::runtime_build::binary_in(&cache.entry_dir(&k).join("prefix")))
-        .filter(|p| p.is_file())
-        .ok_or_else(|| NoRuntime(cache.bucket().display().to_string()))?;
+    let bin = current_runtime(ctx)?;
     let status = std::process::Command::new(&bin)
         .args(args)
         .status()

@@ -46,6 +46,9 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> anyhow::Result<std::process::ExitCode>
     // tests/lib_pkg_config.rs links a C program through the installed llama.pc: pkg-config;
     // tests/chat_template.rs renders chat templates with Python's jinja2: python3-jinja2.
     crate::prereq::ensure_test_tools(ctx)?;
+    // tests/serve_openai.rs drives `tunellama serve` with the official openai Python client:
+    // a venv in the test cache with the pinned version.
+    crate::test_python::ensure_openai(&ctx.cache_dir)?;
     // tests/arm64_qemu.rs cross-builds llama.cpp for arm64 and runs it under qemu-aarch64: the
     // arm64 cross compilers and qemu-user (docs/arm64.md). Only an x86-64 Linux host cross-builds.
     if cfg!(all(target_os = "linux", target_arch = "x86_64")) {

@@ -67,10 +67,16 @@ pub const PEER_MAIN: &str = "fn main() {\n    let backend = llama_cpp_2::llama_b
 
 /// `text` with the section between the markers replaced by `section` (appended when absent).
 pub fn with_section(text: &str, section: &str) -> String {
-    let block = format!("{BEGIN}\n{}\n{END}", section.trim_end());
-    match (text.find(BEGIN), text.find(END)) {
+    with_marked_section(text, BEGIN, END, section)
+}
+
+/// `text` with the section between `begin` and `end` replaced by `section` (appended when
+/// absent).
+pub fn with_marked_section(text: &str, begin: &str, end: &str, section: &str) -> String {
+    let block = format!("{begin}\n{}\n{end}", section.trim_end());
+    match (text.find(begin), text.find(end)) {
         (Some(b), Some(e)) if e > b => {
-            format!("{}{block}{}", &text[..b], &text[e + END.len()..])
+            format!("{}{block}{}", &text[..b], &text[e + end.len()..])
         }
         _ => format!("{}\n\n{block}\n", text.trim_end()),
     }

@@ -1,12 +1,14 @@
 //! `cargo xtask bench ...`: measurements that are too slow or too machine-dependent for tests:
 //! tuned vs portable llama.cpp (the default), download throughput (`bench download`), the first
 //! setup against a cold build of the `llama-cpp-2` crate (`bench first-setup`), the (tuned) build
-//! against a native build of that crate and the bandwidth limit (`bench peer-native`).
+//! against a native build of that crate and the bandwidth limit (`bench peer-native`), the
+//! server under concurrent clients (`bench serve`).
 
 pub mod builds;
 pub mod download;
 pub mod first_setup;
 pub mod peer_native;
+pub mod serve;
 
 use crate::context::Ctx;
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ pub fn run(
         Some(BenchCommand::Download(a)) => download::run(ctx, a),
         Some(BenchCommand::FirstSetup(a)) => first_setup::run(ctx, a),
         Some(BenchCommand::PeerNative(a)) => peer_native::run(ctx, a, progress),
+        Some(BenchCommand::Serve(a)) => serve::run(ctx, a, progress),
     }
 }
 
@@ -44,4 +47,7 @@ pub enum BenchCommand {
     /// This machine's (tuned) build against a `target-cpu=native` build of the `llama-cpp-2`
     /// crate (same tree) in alternating rounds, and tg against the memory-bandwidth limit
     PeerNative(crate::bench::peer_native::BenchPeerNativeArgs),
+    /// `tunellama serve` on the bench model: aggregate tokens/s and time to first token with 1,
+    /// 2, 4, 8 concurrent clients and one after another, against `tunellama bench`'s tg
+    Serve(crate::bench::serve::BenchServeArgs),
 }
