@@ -113,6 +113,19 @@ pub struct SourceId {
 }
 
 impl SourceId {
+    /// A pinned source with placeholder fields, for unit tests that need some key.
+    #[cfg(test)]
+    pub fn fixture() -> SourceId {
+        SourceId {
+            digest: "d".into(),
+            origin: "o".into(),
+            commit: None,
+            build_number: 0,
+            build_commit: "c".into(),
+            pinned: true,
+        }
+    }
+
     pub fn of_tree(t: &crate::source::Tree) -> SourceId {
         SourceId {
             digest: t.digest.clone(),

@@ -102,7 +102,7 @@ fn start(bin: &Path, model: &Path, parallel: usize, ctx_size: u32) -> anyhow::Re
 }
 
 /// One streamed greedy completion: (generated tokens, time to first token, total time).
-fn one(port: u16, prompt: &str, max_tokens: u32) -> anyhow::Result<(u64, Duration, Duration)> {
+fn one(port: u16, prompt: &str, max_tokens: u32) -> anyhow::Result<(u64, Duration, f64)> {
     let t = Instant::now();
     let body = serde_json::json!({
         "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": true,
@@ -119,6 +119,7 @@ fn one(port: u16, prompt: &str, max_tokens: u32) -> anyhow::Result<(u64, Duratio
     anyhow::ensure!(r.status().is_success(), "status {}", r.status());
     let mut ttft = None;
     let mut tokens = 0;
+    let mut server_tps = None;
     for line in BufReader::new(r).lines() {
         let line = line?;
         let Some(d) = line.strip_prefix("data: ") else {
@@ -127,27 +128,32 @@ fn one(port: u16, prompt: &str, max_tokens: u32) -> anyhow::Result<(u64, Duratio
         if d == "[DONE]" {
             break;
         }
+        // The first event is sent with the first generated token. Its text may be empty: the
+        // random-weight bench model often picks tokens whose text is empty, so the client
+        // cannot time tokens by their text; the server's own `timings` give the stream's speed.
+        ttft.get_or_insert_with(|| t.elapsed());
         let v: serde_json::Value = serde_json::from_str(d)?;
-        if ttft.is_none()
-            && v["choices"][0]["text"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty())
-        {
-            ttft = Some(t.elapsed());
-        }
         if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
             tokens = n;
         }
+        if let Some(tps) = v["timings"]["predicted_per_second"].as_f64() {
+            server_tps = Some(tps);
+        }
     }
     let total = t.elapsed();
-    Ok((tokens, ttft.unwrap_or(total), total))
+    let first = ttft.unwrap_or(total);
+    // Without server timings: the tokens after the first over the time after the first event.
+    let tps = server_tps.unwrap_or_else(|| {
+        tokens.saturating_sub(1) as f64 / (total - first).as_secs_f64().max(1e-9)
+    });
+    Ok((tokens, first, tps))
 }
 
 fn prompt(i: usize) -> String {
     format!("Request {i}: the quick brown fox jumps over the lazy dog, again and again,")
 }
 
-fn row(clients: usize, results: Vec<(u64, Duration, Duration)>, wall: Duration) -> Row {
+fn row(clients: usize, results: Vec<(u64, Duration, f64)>, wall: Duration) -> Row {
     let tokens: u64 = results.iter().map(|r| r.0).sum();
     let ttfts: Vec<f64> = results.iter().map(|r| r.1.as_secs_f64()).collect();
     Row {
@@ -158,13 +164,7 @@ fn row(clients: usize, results: Vec<(u64, Duration, Duration)>, wall: Duration) 
         aggregate_tps: tokens as f64 / wall.as_secs_f64().max(1e-9),
         ttft_mean_s: ttfts.iter().sum::<f64>() / ttfts.len().max(1) as f64,
         ttft_max_s: ttfts.iter().cloned().fold(0.0, f64::max),
-        stream_tps_mean: results
-            .iter()
-            .map(|(n, first, end)| {
-                n.saturating_sub(1) as f64 / (*end - *first).as_secs_f64().max(1e-9)
-            })
-            .sum::<f64>()
-            / results.len().max(1) as f64,
+        stream_tps_mean: results.iter().map(|r| r.2).sum::<f64>() / results.len().max(1) as f64,
     }
 }
 
@@ -209,7 +209,7 @@ pub fn run(ctx: &Ctx, a: &BenchServeArgs, progress: &dyn Progress) -> anyhow::Re
     for &c in &a.clients {
         progress.note(&format!("{c} concurrent client(s)"));
         let t = Instant::now();
-        let results: Vec<(u64, Duration, Duration)> = std::thread::scope(|sc| {
+        let results: Vec<(u64, Duration, f64)> = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..c)
                 .map(|k| {
                     sc.spawn(move || {
@@ -298,7 +298,7 @@ pub fn table(r: &ServeBench) -> String {
     }
     if let Some(x) = single {
         s.push_str(&format!(
-            "\none client's stream through the server / `tunellama bench` tg: {:.2}x (per-stream tokens/s, time to first token excluded)\n",
+            "\none client's stream through the server / `tunellama bench` tg: {:.2}x (per-stream tokens/s: the server's `timings.predicted_per_second` of each answer)\n",
             x.stream_tps_mean / r.bench_tg_tps
         ));
     }
@@ -319,7 +319,7 @@ pub struct BenchServeArgs {
     #[arg(short = 'n', long, default_value_t = 64)]
     pub max_tokens: u32,
     /// Weight type of the bench model: f32, f16, q8_0 or q4_0
-    #[arg(long, default_value = "q8_0")]
+    #[arg(long, default_value = "q4_0")]
     pub quant: String,
     /// Put the table into docs/bench.md (between its `bench serve` markers)
     #[arg(long)]

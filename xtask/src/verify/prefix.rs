@@ -299,14 +299,7 @@ mod tests {
         )
         .unwrap();
         let p = crate::profile::plan(&m, &Default::default());
-        let source = crate::key::SourceId {
-            digest: "d".into(),
-            origin: "o".into(),
-            commit: None,
-            build_number: 0,
-            build_commit: "c".into(),
-            pinned: true,
-        };
+        let source = crate::key::SourceId::fixture();
         let mut info = runtime_build::info_for(&m, &p, &source, "k");
         info.compiled_for.required_cpu_features = required.iter().map(|f| f.to_string()).collect();
         let prefix = dir.join("prefix");
