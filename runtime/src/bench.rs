@@ -1,6 +1,8 @@
 //! `tunellama bench`: prompt processing (pp: one batch of N seeded random tokens) and token
 //! generation (tg: N tokens one at a time), like llama-bench. The KV memory is cleared before
-//! every run; one warm-up run per test is not counted; mean and stddev of tokens/s are reported.
+//! every run and, with `--n-depth D`, refilled with D tokens that are not timed (llama-bench's
+//! `-d`: the speed after a prompt of D tokens, as a server's requests see it); one warm-up run
+//! per test is not counted; mean and stddev of tokens/s are reported.
 
 use crate::cli::BenchArgs;
 use crate::error::{CliError, Result};
@@ -15,14 +17,18 @@ use std::time::Instant;
 const MAX_TEST_TOKENS: i64 = 1 << 16;
 /// Fixed so two bench runs process the same tokens.
 const TOKEN_SEED: u64 = 42;
+/// The depth's tokens differ from the tests' (the same seed would repeat them).
+const DEPTH_SEED: u64 = 7;
 
 /// One timed run of a test: tokens/s.
-type RunFn = fn(&mut Context<'_>, &mut Batch, &[Token]) -> Result<f64>;
+type RunFn = fn(&mut Context<'_>, &mut Batch, usize, &[Token]) -> Result<f64>;
 
 #[derive(Serialize)]
 struct TestResult {
     test: String,
     n: usize,
+    /// Tokens in the KV memory before the test (`--n-depth`).
+    depth: usize,
     reps: usize,
     tps_mean: f64,
     tps_stddev: f64,
@@ -52,19 +58,30 @@ fn mean_stddev(s: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-fn pp(ctx: &mut Context<'_>, batch: &mut Batch, tokens: &[Token]) -> Result<f64> {
+/// Clears the KV memory and puts `depth` tokens into it (untimed), in batches.
+fn fill_depth(ctx: &mut Context<'_>, batch: &mut Batch, depth: usize) -> Result<()> {
     ctx.clear_memory();
-    batch.fill(tokens, 0, true);
+    let tokens = random_tokens(depth, ctx.model().vocab().n_tokens(), DEPTH_SEED);
+    for (i, chunk) in tokens.chunks(batch.capacity().max(1)).enumerate() {
+        batch.fill(chunk, (i * batch.capacity()) as i32, false);
+        ctx.decode(batch)?;
+    }
+    Ok(())
+}
+
+fn pp(ctx: &mut Context<'_>, batch: &mut Batch, depth: usize, tokens: &[Token]) -> Result<f64> {
+    fill_depth(ctx, batch, depth)?;
+    batch.fill(tokens, depth as i32, true);
     let t = Instant::now();
     ctx.decode(batch)?;
     Ok(tokens.len() as f64 / t.elapsed().as_secs_f64())
 }
 
-fn tg(ctx: &mut Context<'_>, batch: &mut Batch, tokens: &[Token]) -> Result<f64> {
-    ctx.clear_memory();
+fn tg(ctx: &mut Context<'_>, batch: &mut Batch, depth: usize, tokens: &[Token]) -> Result<f64> {
+    fill_depth(ctx, batch, depth)?;
     let t = Instant::now();
     for (i, &tok) in tokens.iter().enumerate() {
-        batch.fill(&[tok], i as i32, true);
+        batch.fill(&[tok], (depth + i) as i32, true);
         ctx.decode(batch)?;
     }
     Ok(tokens.len() as f64 / t.elapsed().as_secs_f64())
@@ -74,6 +91,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let threads = settings::threads(a.model.threads)?;
     let n_prompt = int_in("--n-prompt", a.n_prompt, 0, MAX_TEST_TOKENS)? as usize;
     let n_gen = int_in("--n-gen", a.n_gen, 0, MAX_TEST_TOKENS)? as usize;
+    let depth = int_in("--n-depth", a.n_depth, 0, MAX_TEST_TOKENS)? as usize;
     let reps = int_in("--repetitions", a.repetitions, 1, settings::MAX_REPS)? as usize;
     if n_prompt == 0 && n_gen == 0 {
         return Err(CliError::bad_input(
@@ -86,14 +104,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let gpu = settings::gpu_layers(a.model.gpu_layers.as_deref(), &header)?;
     let (model, _) = load::model(&a.model.model, &header, gpu.value, a.model.verbose)?;
     let n_vocab = model.vocab().n_tokens();
-    let n_ctx = (n_prompt + n_gen).max(1) as u32;
+    let n_ctx = (depth + n_prompt.max(n_gen)).max(1) as u32;
+    // The whole pp prompt must be one batch: that is what pp measures. The depth is filled
+    // in batches of the same size (at least the default batch).
+    let n_batch = n_prompt
+        .max(depth.min(llama::DEFAULT_BATCH as usize))
+        .max(1);
     let mut ctx = Context::new(
         &model,
-        // The whole pp prompt must be one batch: that is what pp measures.
-        ContextOptions::new(n_ctx, n_prompt.max(1) as u32, threads.value)
+        ContextOptions::new(n_ctx, n_batch as u32, threads.value)
             .with_knobs(ubatch.value, flash_attn.value),
     )?;
-    let mut batch = Batch::new(n_prompt.max(1));
+    let mut batch = Batch::new(n_batch);
     let mut results = Vec::new();
     let tests: [(&str, usize, RunFn); 2] = [("pp", n_prompt, pp), ("tg", n_gen, tg)];
     for (name, n, f) in tests {
@@ -101,14 +123,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
             continue;
         }
         let tokens = random_tokens(n, n_vocab, TOKEN_SEED);
-        f(&mut ctx, &mut batch, &tokens)?; // warm-up, not counted
+        f(&mut ctx, &mut batch, depth, &tokens)?; // warm-up, not counted
         let samples = (0..reps)
-            .map(|_| f(&mut ctx, &mut batch, &tokens))
+            .map(|_| f(&mut ctx, &mut batch, depth, &tokens))
             .collect::<Result<Vec<f64>>>()?;
         let (m, sd) = mean_stddev(&samples);
         results.push(TestResult {
-            test: format!("{name}{n}"),
+            // llama-bench's names: `tg64`, and `tg64 @ d512` after a depth.
+            test: if depth > 0 {
+                format!("{name}{n} @ d{depth}")
+            } else {
+                format!("{name}{n}")
+            },
             n,
+            depth,
             reps,
             tps_mean: m,
             tps_stddev: sd,

@@ -133,6 +133,10 @@ pub struct BenchArgs {
     /// Tokens generated one at a time (0 skips the tg test)
     #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
     pub n_gen: i64,
+    /// Tokens put into the KV memory before each test, untimed (llama-bench's -d): the speed
+    /// after a prompt of this many tokens
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    pub n_depth: i64,
     /// Repetitions of each test (after one warm-up run that is not counted)
     #[arg(short = 'r', long, default_value_t = 5)]
     pub repetitions: i64,
