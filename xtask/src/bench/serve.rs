@@ -1,7 +1,10 @@
 //! `cargo xtask bench serve`: what continuous batching buys. Starts the current runtime's
-//! `serve` on the ~0.37B bench model, sends the same streamed greedy completions with 1, 2, 4 and
-//! 8 concurrent clients and then one after another, and reports aggregate generated tokens/s and
-//! time to first token, next to `tunellama bench`'s tg for the same model and threads.
+//! `serve` on the ~0.37B bench model and, in several rounds, sends the same streamed greedy
+//! completions with 1, 2, 4 and 8 concurrent clients and then one after another, next to
+//! `tunellama bench`'s tg for the same model and threads (at depth 0 and at the prompt's depth).
+//! Every figure is a median over the rounds, and every ratio is taken within one round: this
+//! machine's speed drifts by a quarter within minutes, so only figures measured side by side
+//! compare.
 
 use crate::cmd::Cmd;
 use crate::context::Ctx;
@@ -12,19 +15,48 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Serialize)]
-pub struct Row {
-    /// Concurrent clients; 0 = the same requests one after another.
-    pub clients: usize,
-    pub requests: usize,
+/// One answer as the client saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
     pub generated_tokens: u64,
+    pub prompt_tokens: u64,
+    /// From the send to the first generated token: the whole time minus the server's
+    /// generation time (`timings.predicted_ms`). The random-weight bench model often picks tokens
+    /// without text, and the server sends no empty deltas, so the client cannot see the first
+    /// token arrive.
+    pub ttft_s: f64,
+    /// The stream's own speed, `timings.predicted_per_second` (tokens after the first over the
+    /// time after the first).
+    pub stream_tps: f64,
+}
+
+/// One run: `clients` threads, each sending its requests one after another.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// Concurrent clients; 0 = every request of the largest run, one after another.
+    pub clients: usize,
     pub seconds: f64,
+    pub answers: Vec<Answer>,
+}
+
+impl Run {
+    pub fn generated(&self) -> u64 {
+        self.answers.iter().map(|a| a.generated_tokens).sum()
+    }
+
     /// Generated tokens of all requests / wall time from the first send to the last answer.
-    pub aggregate_tps: f64,
-    pub ttft_mean_s: f64,
-    pub ttft_max_s: f64,
-    /// Per request, tokens after the first / time after the first: a stream's own speed.
-    pub stream_tps_mean: f64,
+    pub fn aggregate_tps(&self) -> f64 {
+        self.generated() as f64 / self.seconds.max(1e-9)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    /// `tunellama bench` tg (tokens/s) with an empty context, and after as many tokens as the
+    /// requests' prompts have (what a request's generation sees).
+    pub bench_tg_d0: f64,
+    pub bench_tg_at_depth: f64,
+    pub runs: Vec<Run>,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,8 +65,9 @@ pub struct ServeBench {
     pub model: PathBuf,
     pub parallel: usize,
     pub max_tokens: u32,
-    pub bench_tg_tps: f64,
-    pub rows: Vec<Row>,
+    pub prompt_tokens: u64,
+    pub requests_per_client: usize,
+    pub rounds: Vec<Round>,
     pub load_before: String,
     pub load_after: String,
 }
@@ -57,7 +90,16 @@ impl Drop for Server {
     }
 }
 
-fn start(bin: &Path, model: &Path, parallel: usize, ctx_size: u32) -> anyhow::Result<Server> {
+/// A client that costs the server's cores little: ureq reads on the calling thread (no
+/// runtime thread per client), which matters when client and server share two cores.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(3600)))
+        .build()
+        .into()
+}
+
+fn start(bin: &Path, model: &Path, parallel: usize, ctx_size: u64) -> anyhow::Result<Server> {
     let mut child = std::process::Command::new(bin)
         .arg("serve")
         .arg("-m")
@@ -86,11 +128,11 @@ fn start(bin: &Path, model: &Path, parallel: usize, ctx_size: u32) -> anyhow::Re
         Err(_) => anyhow::bail!("tunellama serve did not start within 120 s"),
     };
     let s = Server { child, port };
-    let client = reqwest::blocking::Client::new();
     let t = Instant::now();
-    while !client
+    let a = agent();
+    while !a
         .get(format!("http://127.0.0.1:{port}/health"))
-        .send()
+        .call()
         .is_ok_and(|r| r.status().is_success())
     {
         if t.elapsed() > Duration::from_secs(300) {
@@ -101,8 +143,84 @@ fn start(bin: &Path, model: &Path, parallel: usize, ctx_size: u32) -> anyhow::Re
     Ok(s)
 }
 
-/// One streamed greedy completion: (generated tokens, time to first token, total time).
-fn one(port: u16, prompt: &str, max_tokens: u32) -> anyhow::Result<(u64, Duration, f64)> {
+/// Prompt tokens of `text` as the server counts them for a completion (with its BOS).
+fn count_tokens(port: u16, text: &str) -> anyhow::Result<u64> {
+    let body = serde_json::json!({"content": text, "add_special": true});
+    let r = agent()
+        .post(format!("http://127.0.0.1:{port}/tokenize"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_str())?;
+    let v: serde_json::Value = serde_json::from_reader(r.into_body().into_reader())?;
+    v["tokens"]
+        .as_array()
+        .map(|t| t.len() as u64)
+        .ok_or_else(|| anyhow::anyhow!("/tokenize answered without `tokens`: {v}"))
+}
+
+/// A prompt tagged `tag` (distinct from its first token on, so no request reuses another's
+/// KV memory: every run pays for its prompts as a server's new requests do), grown a word at a
+/// time from `words` until the server counts at least `tokens`: (text, tokens, words used).
+fn prompt(port: u16, tag: &str, tokens: u64, words: usize) -> anyhow::Result<(String, u64, usize)> {
+    const WORDS: [&str; 9] = [
+        "the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog,",
+    ];
+    let text = |k: usize| {
+        let mut t = format!("{tag} requests:");
+        for w in WORDS.iter().cycle().take(k) {
+            t.push(' ');
+            t.push_str(w);
+        }
+        t
+    };
+    let mut k = words;
+    loop {
+        let n = count_tokens(port, &text(k))?;
+        if n >= tokens {
+            return Ok((text(k), n, k));
+        }
+        k += 1;
+        anyhow::ensure!(
+            k < 10 * tokens as usize + 10,
+            "could not grow a prompt to {tokens} tokens"
+        );
+    }
+}
+
+/// Fresh prompts for every run of every round and the warm-up: `prompts[round][run]`, runs in
+/// the order of `clients` and then the one-after-another run; and their median token count.
+fn prompts(
+    port: u16,
+    a: &BenchServeArgs,
+    n: usize,
+) -> anyhow::Result<(Vec<Vec<Vec<String>>>, u64)> {
+    let mut counts = Vec::new();
+    let mut words = 0;
+    let mut all = Vec::new();
+    for r in 0..=a.rounds {
+        let mut runs = Vec::new();
+        let sizes = a.clients.iter().map(|c| c * a.requests).chain([n]);
+        for (k, size) in sizes.enumerate() {
+            let mut run = Vec::new();
+            for i in 0..size {
+                let (t, c, w) = prompt(
+                    port,
+                    &format!("{r}.{k}.{i}"),
+                    a.prompt_tokens,
+                    words.max(2) - 2,
+                )?;
+                words = w;
+                counts.push(c as f64);
+                run.push(t);
+            }
+            runs.push(run);
+        }
+        all.push(runs);
+    }
+    Ok((all, median(&counts) as u64))
+}
+
+/// One streamed greedy completion of exactly `max_tokens` tokens.
+fn one(port: u16, prompt: &str, max_tokens: u32) -> anyhow::Result<Answer> {
     let t = Instant::now();
     let body = serde_json::json!({
         "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": true,
@@ -110,17 +228,13 @@ fn one(port: u16, prompt: &str, max_tokens: u32) -> anyhow::Result<(u64, Duratio
         // The random-weight model may pick its end token (id 2) at any point: never.
         "logit_bias": {"2": -100},
     });
-    let r = reqwest::blocking::Client::new()
+    let r = agent()
         .post(format!("http://127.0.0.1:{port}/v1/completions"))
         .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .timeout(Duration::from_secs(3600))
-        .send()?;
-    anyhow::ensure!(r.status().is_success(), "status {}", r.status());
-    let mut ttft = None;
-    let mut tokens = 0;
-    let mut server_tps = None;
-    for line in BufReader::new(r).lines() {
+        .send(body.to_string().as_str())?;
+    let (mut generated, mut prompt_tokens) = (None, 0);
+    let (mut predicted_ms, mut stream_tps) = (None, 0.0);
+    for line in BufReader::new(r.into_body().into_reader()).lines() {
         let line = line?;
         let Some(d) = line.strip_prefix("data: ") else {
             continue;
@@ -128,44 +242,78 @@ fn one(port: u16, prompt: &str, max_tokens: u32) -> anyhow::Result<(u64, Duratio
         if d == "[DONE]" {
             break;
         }
-        // The first event is sent with the first generated token. Its text may be empty: the
-        // random-weight bench model often picks tokens whose text is empty, so the client
-        // cannot time tokens by their text; the server's own `timings` give the stream's speed.
-        ttft.get_or_insert_with(|| t.elapsed());
         let v: serde_json::Value = serde_json::from_str(d)?;
+        if let Some(e) = v.get("error") {
+            anyhow::bail!("the server ended the stream with an error: {e}");
+        }
         if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
-            tokens = n;
+            generated = Some(n);
+            prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
         }
-        if let Some(tps) = v["timings"]["predicted_per_second"].as_f64() {
-            server_tps = Some(tps);
+        if let Some(ms) = v["timings"]["predicted_ms"].as_f64() {
+            predicted_ms = Some(ms);
+            stream_tps = v["timings"]["predicted_per_second"].as_f64().unwrap_or(0.0);
         }
     }
-    let total = t.elapsed();
-    let first = ttft.unwrap_or(total);
-    // Without server timings: the tokens after the first over the time after the first event.
-    let tps = server_tps.unwrap_or_else(|| {
-        tokens.saturating_sub(1) as f64 / (total - first).as_secs_f64().max(1e-9)
-    });
-    Ok((tokens, first, tps))
+    let total = t.elapsed().as_secs_f64();
+    let (Some(generated), Some(predicted_ms)) = (generated, predicted_ms) else {
+        anyhow::bail!("the stream ended without usage and timings");
+    };
+    Ok(Answer {
+        generated_tokens: generated,
+        prompt_tokens,
+        ttft_s: (total - predicted_ms / 1000.0).max(0.0),
+        stream_tps,
+    })
 }
 
-fn prompt(i: usize) -> String {
-    format!("Request {i}: the quick brown fox jumps over the lazy dog, again and again,")
-}
-
-fn row(clients: usize, results: Vec<(u64, Duration, f64)>, wall: Duration) -> Row {
-    let tokens: u64 = results.iter().map(|r| r.0).sum();
-    let ttfts: Vec<f64> = results.iter().map(|r| r.1.as_secs_f64()).collect();
-    Row {
+/// `clients` threads each sending `per_client` of `prompts` one after another (client k gets
+/// prompts k*per_client ..).
+fn run_clients(
+    port: u16,
+    clients: usize,
+    per_client: usize,
+    prompts: &[String],
+    max_tokens: u32,
+) -> anyhow::Result<Run> {
+    let t = Instant::now();
+    let answers = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..clients)
+            .map(|k| {
+                sc.spawn(move || {
+                    prompts[k * per_client..(k + 1) * per_client]
+                        .iter()
+                        .map(|p| one(port, p, max_tokens))
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect::<anyhow::Result<Vec<Vec<_>>>>()
+            .map(|v| v.into_iter().flatten().collect())
+    })?;
+    Ok(Run {
         clients,
-        requests: results.len(),
-        generated_tokens: tokens,
-        seconds: wall.as_secs_f64(),
-        aggregate_tps: tokens as f64 / wall.as_secs_f64().max(1e-9),
-        ttft_mean_s: ttfts.iter().sum::<f64>() / ttfts.len().max(1) as f64,
-        ttft_max_s: ttfts.iter().cloned().fold(0.0, f64::max),
-        stream_tps_mean: results.iter().map(|r| r.2).sum::<f64>() / results.len().max(1) as f64,
-    }
+        seconds: t.elapsed().as_secs_f64(),
+        answers,
+    })
+}
+
+fn bench_tg(bin: &Path, model: &Path, n: u32, depth: u64) -> anyhow::Result<f64> {
+    let out = Cmd::new(bin)
+        .arg("bench")
+        .arg("-m")
+        .arg(model)
+        .args(["-p", "0", "-n", &n.to_string(), "-d", &depth.to_string()])
+        .args(["-r", "2", "--json"])
+        .timeout(Duration::from_secs(3600))
+        .run()?;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    v["results"]
+        .as_array()
+        .and_then(|r| r.iter().find_map(|x| x["tps_mean"].as_f64()))
+        .ok_or_else(|| anyhow::anyhow!("`tunellama bench --json` reported no tg result"))
 }
 
 fn loadavg() -> String {
@@ -174,74 +322,79 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
 pub fn run(ctx: &Ctx, a: &BenchServeArgs, progress: &dyn Progress) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        a.rounds >= 1 && a.requests >= 1 && !a.clients.is_empty() && !a.clients.contains(&0),
+        "--rounds, --requests and every --clients value must be at least 1"
+    );
     let bin = crate::status::current_runtime(ctx)?;
     let model = super::builds::model(ctx, "bench", &a.quant, progress)?;
     let load_before = loadavg();
-    // The runtime's own tg for the same model (its tuned threads), as the single-stream bar.
-    let out = Cmd::new(&bin)
-        .arg("bench")
-        .arg("-m")
-        .arg(&model)
-        .args([
-            "-p",
-            "0",
-            "-n",
-            &a.max_tokens.to_string(),
-            "-r",
-            "3",
-            "--json",
-        ])
-        .timeout(Duration::from_secs(3600))
-        .run()?;
-    let v: serde_json::Value = serde_json::from_str(&out.stdout)?;
-    let bench_tg_tps = v["results"]
-        .as_array()
-        .and_then(|r| r.iter().find_map(|x| x["tps_mean"].as_f64()))
-        .ok_or_else(|| anyhow::anyhow!("`tunellama bench --json` reported no tg result"))?;
-    let parallel = *a.clients.iter().max().unwrap_or(&8);
-    // Room for the prompt (about 80 tokens) and every generated token in each slot.
-    let server = start(&bin, &model, parallel, 256 + a.max_tokens)?;
+    let parallel = *a.clients.iter().max().expect("not empty");
+    // Room for the prompt and every generated token in each slot.
+    let server = start(
+        &bin,
+        &model,
+        parallel,
+        a.prompt_tokens + u64::from(a.max_tokens) + 64,
+    )?;
     let port = server.port;
-    // Warm-up: one request per slot, not counted.
-    one(port, &prompt(0), 4)?;
-    let mut rows = Vec::new();
-    for &c in &a.clients {
-        progress.note(&format!("{c} concurrent client(s)"));
-        let t = Instant::now();
-        let results: Vec<(u64, Duration, f64)> = std::thread::scope(|sc| {
-            let hs: Vec<_> = (0..c)
-                .map(|k| {
-                    sc.spawn(move || {
-                        (0..a.requests)
-                            .map(|j| one(port, &prompt(k * a.requests + j), a.max_tokens))
-                            .collect::<anyhow::Result<Vec<_>>>()
-                    })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().expect("client thread"))
-                .collect::<anyhow::Result<Vec<Vec<_>>>>()
-                .map(|v| v.into_iter().flatten().collect())
-        })?;
-        rows.push(row(c, results, t.elapsed()));
-    }
-    // The largest run's requests again, one after another.
     let n = parallel * a.requests;
-    progress.note(&format!("the same {n} requests one after another"));
-    let t = Instant::now();
-    let results = (0..n)
-        .map(|i| one(port, &prompt(i), a.max_tokens))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    rows.push(row(0, results, t.elapsed()));
+    progress.note("making the prompts");
+    let (prompts, depth) = prompts(port, a, n)?;
+    // Warm-up, not counted: every slot once, together (the last round's prompts).
+    run_clients(port, parallel, 1, &prompts[a.rounds][a.clients.len()], 8)?;
+    let mut rounds = Vec::new();
+    for (r, prompts) in prompts.iter().take(a.rounds).enumerate() {
+        progress.note(&format!(
+            "round {} of {}: tunellama bench tg",
+            r + 1,
+            a.rounds
+        ));
+        let bench_tg_d0 = bench_tg(&bin, &model, a.max_tokens, 0)?;
+        let bench_tg_at_depth = bench_tg(&bin, &model, a.max_tokens, depth)?;
+        let mut runs = Vec::new();
+        for (k, &c) in a.clients.iter().enumerate() {
+            progress.note(&format!(
+                "round {} of {}: {c} concurrent client(s)",
+                r + 1,
+                a.rounds
+            ));
+            runs.push(run_clients(port, c, a.requests, &prompts[k], a.max_tokens)?);
+        }
+        progress.note(&format!(
+            "round {} of {}: the same {n} requests one after another",
+            r + 1,
+            a.rounds
+        ));
+        let mut seq = run_clients(port, 1, n, &prompts[a.clients.len()], a.max_tokens)?;
+        seq.clients = 0;
+        runs.push(seq);
+        rounds.push(Round {
+            bench_tg_d0,
+            bench_tg_at_depth,
+            runs,
+        });
+    }
     drop(server);
     let report = ServeBench {
         runtime_bin: bin,
         model,
         parallel,
         max_tokens: a.max_tokens,
-        bench_tg_tps,
-        rows,
+        prompt_tokens: depth,
+        requests_per_client: a.requests,
+        rounds,
         load_before,
         load_after: loadavg(),
     };
@@ -269,37 +422,125 @@ pub fn run(ctx: &Ctx, a: &BenchServeArgs, progress: &dyn Progress) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// The runs of every round with `clients`.
+fn runs_of(r: &ServeBench, clients: usize) -> Vec<&Run> {
+    r.rounds
+        .iter()
+        .flat_map(|x| x.runs.iter().filter(move |y| y.clients == clients))
+        .collect()
+}
+
+/// Per round: `clients`' aggregate over one client's, or one client's stream over the bench's
+/// tg at the prompt's depth (`clients` = None).
+pub fn round_ratios(r: &ServeBench, clients: Option<usize>) -> Vec<f64> {
+    r.rounds
+        .iter()
+        .filter_map(|x| {
+            let one = x.runs.iter().find(|y| y.clients == 1)?;
+            Some(match clients {
+                Some(c) => {
+                    x.runs.iter().find(|y| y.clients == c)?.aggregate_tps() / one.aggregate_tps()
+                }
+                None => {
+                    median(&one.answers.iter().map(|a| a.stream_tps).collect::<Vec<_>>())
+                        / x.bench_tg_at_depth
+                }
+            })
+        })
+        .collect()
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The markdown table of a run (what docs/bench.md shows).
 pub fn table(r: &ServeBench) -> String {
-    let single = r.rows.iter().find(|x| x.clients == 1);
-    let one = single.map(|x| x.aggregate_tps);
+    let med = |f: &dyn Fn(&Round) -> f64| median(&r.rounds.iter().map(f).collect::<Vec<_>>());
     let mut s = format!(
-        "`tunellama bench` tg{}: {:.1} tokens/s; server with --parallel {}, {} tokens per request; load {} before, {} after\n\n",
-        r.max_tokens, r.bench_tg_tps, r.parallel, r.max_tokens, r.load_before, r.load_after
+        "`tunellama bench` tg{n}: {:.1} tokens/s with an empty context, {:.1} after {} tokens (the requests' prompt); server with --parallel {}, new prompts of {} tokens (median), {n} tokens per request, {} request(s) per client; medians of {} rounds; load {} before, {} after\n\n",
+        med(&|x| x.bench_tg_d0),
+        med(&|x| x.bench_tg_at_depth),
+        r.prompt_tokens,
+        r.parallel,
+        r.prompt_tokens,
+        r.requests_per_client,
+        r.rounds.len(),
+        r.load_before,
+        r.load_after,
+        n = r.max_tokens,
     );
     s.push_str("| clients | requests | generated tokens | seconds | aggregate tokens/s | vs 1 client | TTFT mean s | TTFT max s | per-stream tokens/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for x in &r.rows {
-        let who = if x.clients == 0 {
+    let mut kinds: Vec<usize> = r
+        .rounds
+        .first()
+        .map(|x| x.runs.iter().map(|y| y.clients).collect())
+        .unwrap_or_default();
+    kinds.dedup();
+    for c in kinds {
+        let runs = runs_of(r, c);
+        let who = if c == 0 {
             "one after another".to_string()
         } else {
-            x.clients.to_string()
+            c.to_string()
+        };
+        let answers: Vec<&Answer> = runs.iter().flat_map(|x| x.answers.iter()).collect();
+        let ttft: Vec<f64> = answers.iter().map(|a| a.ttft_s).collect();
+        let vs_one = if c == 1 {
+            "1.00x".to_string()
+        } else {
+            let v = if c == 0 {
+                // One after another against one client: the same server, no concurrency.
+                r.rounds
+                    .iter()
+                    .filter_map(|x| {
+                        let one = x.runs.iter().find(|y| y.clients == 1)?;
+                        let seq = x.runs.iter().find(|y| y.clients == 0)?;
+                        Some(seq.aggregate_tps() / one.aggregate_tps())
+                    })
+                    .collect()
+            } else {
+                round_ratios(r, Some(c))
+            };
+            format!("{:.2}x", median(&v))
         };
         s.push_str(&format!(
-            "| {who} | {} | {} | {:.2} | {:.1} | {} | {:.3} | {:.3} | {:.1} |\n",
-            x.requests,
-            x.generated_tokens,
-            x.seconds,
-            x.aggregate_tps,
-            one.map_or("-".into(), |o| format!("{:.2}x", x.aggregate_tps / o)),
-            x.ttft_mean_s,
-            x.ttft_max_s,
-            x.stream_tps_mean
+            "| {who} | {} | {} | {:.2} | {:.1} | {vs_one} | {:.3} | {:.3} | {:.1} |\n",
+            runs.first().map_or(0, |x| x.answers.len()),
+            runs.first().map_or(0, |x| x.generated()),
+            median(&runs.iter().map(|x| x.seconds).collect::<Vec<_>>()),
+            median(&runs.iter().map(|x| x.aggregate_tps()).collect::<Vec<_>>()),
+            ttft.iter().sum::<f64>() / ttft.len().max(1) as f64,
+            ttft.iter().cloned().fold(0.0, f64::max),
+            median(&answers.iter().map(|a| a.stream_tps).collect::<Vec<_>>()),
         ));
     }
-    if let Some(x) = single {
+    let four = round_ratios(r, Some(4));
+    if !four.is_empty() {
         s.push_str(&format!(
-            "\none client's stream through the server / `tunellama bench` tg: {:.2}x (per-stream tokens/s: the server's `timings.predicted_per_second` of each answer)\n",
-            x.stream_tps_mean / r.bench_tg_tps
+            "\n4 clients' aggregate / one client's, per round: {} (median {:.2}x; goal at least 2x)\n",
+            list(&four),
+            median(&four)
+        ));
+    }
+    let stream = round_ratios(r, None);
+    if !stream.is_empty() {
+        s.push_str(&format!(
+            "\none client's stream / `tunellama bench` tg after the same prompt, per round: {} (median {:.2}x; goal at least 0.95x); against tg with an empty context: {:.2}x\n",
+            list(&stream),
+            median(&stream),
+            median(
+                &r.rounds
+                    .iter()
+                    .filter_map(|x| {
+                        let one = x.runs.iter().find(|y| y.clients == 1)?;
+                        Some(median(&one.answers.iter().map(|a| a.stream_tps).collect::<Vec<_>>()) / x.bench_tg_d0)
+                    })
+                    .collect::<Vec<_>>()
+            )
         ));
     }
     s
@@ -315,13 +556,86 @@ pub struct BenchServeArgs {
     /// Requests each client sends, one after another
     #[arg(long, default_value_t = 2)]
     pub requests: usize,
+    /// Rounds; each runs the bench baseline and every client count once, and figures are
+    /// medians over the rounds
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Tokens generated per request (the end token is banned, so exactly this many)
-    #[arg(short = 'n', long, default_value_t = 64)]
+    #[arg(short = 'n', long, default_value_t = 128)]
     pub max_tokens: u32,
+    /// Prompt tokens per request (each prompt grows until the server counts at least this many;
+    /// every request of every run has a prompt of its own, so none reuses another's KV memory)
+    #[arg(short = 'p', long, default_value_t = 32)]
+    pub prompt_tokens: u64,
     /// Weight type of the bench model: f32, f16, q8_0 or q4_0
     #[arg(long, default_value = "q4_0")]
     pub quant: String,
     /// Put the table into docs/bench.md (between its `bench serve` markers)
     #[arg(long)]
     pub write_doc: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(clients: usize, seconds: f64, tokens: u64, stream_tps: f64) -> Run {
+        Run {
+            clients,
+            seconds,
+            answers: vec![Answer {
+                generated_tokens: tokens,
+                prompt_tokens: 32,
+                ttft_s: 0.05,
+                stream_tps,
+            }],
+        }
+    }
+
+    fn report(rounds: Vec<Round>) -> ServeBench {
+        ServeBench {
+            runtime_bin: "tunellama".into(),
+            model: "m.gguf".into(),
+            parallel: 4,
+            max_tokens: 128,
+            prompt_tokens: 32,
+            requests_per_client: 1,
+            rounds,
+            load_before: "1".into(),
+            load_after: "1".into(),
+        }
+    }
+
+    #[test]
+    fn ratios_are_taken_within_each_round_and_summarised_by_their_median() {
+        // The machine was twice as fast in round 2: within-round ratios stay 2.0 and 2.5, a
+        // ratio of medians across rounds would mix the two speeds.
+        let r = report(vec![
+            Round {
+                bench_tg_d0: 100.0,
+                bench_tg_at_depth: 90.0,
+                runs: vec![run(1, 1.0, 100, 90.0), run(4, 1.0, 200, 40.0)],
+            },
+            Round {
+                bench_tg_d0: 200.0,
+                bench_tg_at_depth: 180.0,
+                runs: vec![run(1, 1.0, 200, 171.0), run(4, 1.0, 500, 90.0)],
+            },
+        ]);
+        assert_eq!(round_ratios(&r, Some(4)), vec![2.0, 2.5]);
+        assert_eq!(round_ratios(&r, None), vec![1.0, 0.95]);
+        let t = table(&r);
+        assert!(
+            t.contains("per round: 2.00, 2.50 (median 2.25x; goal at least 2x)"),
+            "{t}"
+        );
+        assert!(t.contains("| 4 | 1 | 200 | 1.00 | 350.0 | 2.25x |"), "{t}");
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
 }
