@@ -31,7 +31,8 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Request bodies above this are refused with 413 before they are read.
+/// Request bodies above this are refused with 413 before they are read (a chunked one as soon
+/// as its chunks pass it, before the chunk that passes it is read).
 pub const MAX_BODY: u64 = 8 * 1024 * 1024;
 /// Requests waiting for a slot, per slot; beyond `QUEUE_PER_SLOT × --parallel`, 503.
 pub const QUEUE_PER_SLOT: usize = 4;
