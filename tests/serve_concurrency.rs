@@ -47,10 +47,33 @@ fn long_server(parallel: &str) -> Server {
 }
 
 /// A greedy stream of up to 8000 tokens that never ends early (the end token is banned).
+fn long_request() -> Value {
+    json!({"prompt": "Long:", "max_tokens": 8000, "temperature": 0, "stream": true,
+           "logit_bias": bias(false)})
+}
+
+/// `long_request` on its own `Connection: close` connection.
 fn long_stream(s: &Server) -> Sse {
-    let long = json!({"prompt": "Long:", "max_tokens": 8000, "temperature": 0, "stream": true,
-                      "logit_bias": bias(false)});
-    Sse::open(s, "/v1/completions", &long)
+    Sse::open(s, "/v1/completions", &long_request())
+}
+
+/// Reads three events of `a` (the one stream of a one-slot server), disconnects, and checks
+/// that the slot is free within a second.
+fn leave_mid_stream(s: &Server, mut a: Sse) {
+    for _ in 0..3 {
+        a.next().unwrap();
+    }
+    assert_eq!(s.metrics()["tunellama_busy_slots"], 1.0);
+    drop(a);
+    let t = Instant::now();
+    while s.metrics()["tunellama_busy_slots"] != 0.0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "the slot is still busy {:?} after the client left",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn completion(prompt: &str, max_tokens: u32, stream: bool) -> Value {
@@ -157,26 +180,8 @@ fn a_request_arriving_mid_generation_streams_before_the_running_one_ends() {
 #[test]
 fn a_client_that_disconnects_frees_its_slot_within_a_second() {
     let s = long_server("1");
-    let mut a = long_stream(&s);
-    for _ in 0..3 {
-        a.next().unwrap();
-    }
-    assert_eq!(s.metrics()["tunellama_busy_slots"], 1.0);
-    drop(a);
-    let t = Instant::now();
-    loop {
-        let m = s.metrics();
-        if m["tunellama_busy_slots"] == 0.0 {
-            assert_eq!(m["tunellama_requests_cancelled_total"], 1.0);
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "the slot is still busy {:?} after the client left",
-            t.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    leave_mid_stream(&s, long_stream(&s));
+    assert_eq!(s.metrics()["tunellama_requests_cancelled_total"], 1.0);
     // The freed slot serves the next request.
     let (st, v) = s.post_json("/v1/completions", &completion("next", 3, false));
     assert_eq!(st, 200, "{v}");
@@ -312,5 +317,80 @@ fn a_prompt_longer_than_a_batch_gets_comment_keep_alives_while_it_is_processed()
     assert_eq!(
         lines.iter().rev().find(|l| !l.is_empty()).unwrap(),
         "data: [DONE]"
+    );
+}
+
+#[test]
+fn streams_to_a_keep_alive_client_are_chunked_and_the_connection_carries_the_next_requests() {
+    let s = long_server("1");
+    let chat = json!({"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8,
+                      "temperature": 0, "stream": true});
+    let comp = completion("Once upon a time", 8, true);
+    // What the same streams give over their own `Connection: close` connections.
+    let want_chat = stream_text(&Sse::open(&s, "/v1/chat/completions", &chat).collect());
+    let want_comp = stream_text(&Sse::open(&s, "/v1/completions", &comp).collect());
+    let plain = completion("Once upon a time", 8, false);
+    let (st, want_plain) = s.post_json("/v1/completions", &plain);
+    assert_eq!(st, 200, "{want_plain}");
+
+    // One TCP connection, HTTP/1.1 keep-alive: two streams, then a plain request.
+    let mut conn = std::io::BufReader::new(s.connect());
+    for (path, body, want) in [
+        ("/v1/chat/completions", &chat, &want_chat),
+        ("/v1/completions", &comp, &want_comp),
+    ] {
+        let b = body.to_string();
+        serve::write_request(conn.get_mut(), "POST", path, &[], b.as_bytes(), false);
+        let mut sse = Sse::read_on(conn);
+        assert_eq!(sse.status, 200);
+        assert!(sse.chunked(), "{:?}", sse.headers);
+        assert!(!sse.headers.contains_key("connection"), "{:?}", sse.headers);
+        let ev = sse.collect_events();
+        assert_eq!(&stream_text(&ev), want, "{path}");
+        assert_eq!(ev.last().unwrap()["choices"][0]["finish_reason"], "length");
+        conn = sse.into_reader();
+    }
+    let b = plain.to_string();
+    serve::write_request(
+        conn.get_mut(),
+        "POST",
+        "/v1/completions",
+        &[],
+        b.as_bytes(),
+        false,
+    );
+    let (st, _, body) = serve::read_sized_response(&mut conn);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"], want_plain["choices"][0]["text"]);
+
+    // HTTP/1.0: the stream is not chunked and ends by closing.
+    let mut c = s.connect();
+    let b = comp.to_string();
+    std::io::Write::write_all(
+        &mut c,
+        format!(
+            "POST /v1/completions HTTP/1.0\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let sse = Sse::read(c);
+    assert!(!sse.chunked(), "{:?}", sse.headers);
+    assert_eq!(sse.headers["connection"], "close");
+    assert_eq!(stream_text(&sse.collect()), want_comp);
+
+    // A keep-alive client that leaves mid-stream still frees its slot within a second.
+    let mut c = s.connect();
+    let b = long_request().to_string();
+    serve::write_request(&mut c, "POST", "/v1/completions", &[], b.as_bytes(), false);
+    let a = Sse::read(c);
+    assert!(a.chunked());
+    let cancelled = s.metrics()["tunellama_requests_cancelled_total"];
+    leave_mid_stream(&s, a);
+    assert_eq!(
+        s.metrics()["tunellama_requests_cancelled_total"],
+        cancelled + 1.0
     );
 }

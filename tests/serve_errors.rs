@@ -483,3 +483,98 @@ fn listening_beyond_loopback_without_a_key_prints_a_warning() {
     let local = lines_until_listening(&["-m", &tiny(), "-c", "64"]);
     assert!(!warned(&local), "{local:?}");
 }
+
+/// Writes `head` (a request head without its empty line, `Transfer-Encoding: chunked` added
+/// here) and `body` (already chunk-encoded) on a new connection.
+fn send_chunked(s: &Server, head: &str, body: &[u8]) -> std::net::TcpStream {
+    let mut c = s.connect();
+    c.write_all(format!("{head}\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes())
+        .unwrap();
+    let _ = c.write_all(body);
+    c
+}
+
+#[test]
+fn chunked_request_bodies_are_decoded_limited_and_checked() {
+    let s = Server::start(
+        &rt::binary(),
+        &["-m", &tiny(), "-c", "128", "--parallel", "1"],
+    );
+    let head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json";
+    let req = json!({"messages": [{"role": "user", "content": "Hi there"}], "max_tokens": 4,
+                     "temperature": 0});
+    let (st, want) = s.post_json("/v1/chat/completions", &req);
+    assert_eq!(st, 200, "{want}");
+    // The same request in three chunks (one with an extension) and a trailer field: the same
+    // greedy answer as with Content-Length.
+    let text = req.to_string();
+    let (a, rest) = text.split_at(7);
+    let (b, c) = rest.split_at(20);
+    let body = format!(
+        "{:x}\r\n{a}\r\n{:X};note=1\r\n{b}\r\n{:x}\r\n{c}\r\n0\r\nX-Checksum: none\r\n\r\n",
+        a.len(),
+        b.len(),
+        c.len()
+    );
+    let (st, _, got) = serve::read_response(&mut send_chunked(&s, head, body.as_bytes()));
+    let got: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(st, 200, "{got}");
+    assert_eq!(
+        got["choices"][0]["message"]["content"],
+        want["choices"][0]["message"]["content"]
+    );
+    // The same prompt: all of it but the last token came from the slot's cache.
+    let (n, cached) = (
+        &got["usage"]["prompt_tokens"],
+        &got["usage"]["prompt_tokens_details"],
+    );
+    assert_eq!(n, &want["usage"]["prompt_tokens"]);
+    assert_eq!(cached["cached_tokens"], n.as_u64().unwrap() - 1, "{got}");
+
+    // Over the limit: 413 once the chunks pass 8 MiB, while the client is still sending (it
+    // offers 100 chunks of 1 MiB; the answer comes before it finished).
+    let mut c = send_chunked(&s, head, b"");
+    let mut w = c.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = [
+            b"100000\r\n".to_vec(),
+            vec![b' '; 1 << 20],
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        let mut sent = 0;
+        for _ in 0..100 {
+            if w.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    });
+    let (st, _, b) = serve::read_response(&mut c);
+    let (_, e) = error_of(st, &b);
+    assert_eq!(st, 413, "{e}");
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        m.contains("chunked request body passes the limit") && m.contains("8388608 bytes"),
+        "{e}"
+    );
+    writer.join().unwrap();
+    still_serving(&s);
+
+    // Malformed chunking: 400 naming what was wrong.
+    for (body, needle) in [
+        (&b"zz\r\n{}\r\n0\r\n\r\n"[..], "malformed chunk size \"zz\""),
+        (&b"2\r\n{}}\r\n0\r\n\r\n"[..], "not followed by CRLF"),
+    ] {
+        let (st, _, b) = serve::read_response(&mut send_chunked(&s, head, body));
+        let (_, e) = error_of(st, &b);
+        assert_eq!(st, 400, "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains(needle),
+            "{e} does not say {needle:?}"
+        );
+    }
+    still_serving(&s);
+    assert!(s.stop().success());
+}

@@ -196,3 +196,87 @@ fn the_official_openai_client_works_unchanged() {
     assert!(!server.log().contains(KEY), "{}", server.log());
     assert!(server.stop().success());
 }
+
+/// Penalties see the prompt's tokens (as llama.cpp's server feeds them to the sampler): with a
+/// strong presence or frequency penalty, the greedy first token changes exactly when the
+/// unpenalised one occurs in the prompt. Only printable non-space ASCII bytes may be drawn
+/// (ids 3 + byte in the tiny vocabulary; the control tokens 0 to 2 and other bytes are banned),
+/// so each answer is one character naming its token.
+#[test]
+fn penalties_count_the_prompt_tokens_as_llama_cpp_server_does() {
+    use serde_json::json;
+    let model = rt::python_model(&[]);
+    let s = serve::Server::start(
+        &rt::binary(),
+        &[
+            "-m",
+            model.to_str().unwrap(),
+            "-c",
+            "128",
+            "--parallel",
+            "1",
+        ],
+    );
+    let mut bias = serde_json::Map::new();
+    for b in (0u32..=0x20).chain(0x7f..=0xff) {
+        bias.insert((3 + b).to_string(), json!(-100));
+    }
+    for control in ["0", "1", "2"] {
+        bias.insert(control.into(), json!(-100));
+    }
+    let first_token = |prompt: &str, extra: &[(&str, Value)]| -> i64 {
+        let mut req = json!({"prompt": prompt, "max_tokens": 1, "temperature": 0,
+                             "logit_bias": bias});
+        for (k, v) in extra {
+            req[k] = v.clone();
+        }
+        let (st, v) = s.post_json("/v1/completions", &req);
+        assert_eq!(st, 200, "{v}");
+        let text = v["choices"][0]["text"].as_str().unwrap();
+        assert_eq!(text.len(), 1, "{v}");
+        3 + i64::from(text.as_bytes()[0])
+    };
+    let printable: String = (0x21u8..0x7f).map(char::from).collect();
+    // Prompts of many distinct characters (the answer is likely among them) and of few.
+    let mut prompts: Vec<String> = (0..14)
+        .map(|i| printable.chars().cycle().skip(i * 7).take(60).collect())
+        .collect();
+    prompts.extend(["zzzz", "Q", "ab", "mmmmnnnn", "Hello", "7"].map(String::from));
+    let (mut inside, mut outside) = (0, 0);
+    for p in &prompts {
+        let (st, t) = s.post_json("/tokenize", &json!({"content": p, "add_special": true}));
+        assert_eq!(st, 200, "{t}");
+        let tokens: Vec<i64> = t["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_i64().unwrap())
+            .collect();
+        // All within the penalties' window (64 tokens).
+        assert!(tokens.len() <= 64, "{p:?} is {} tokens", tokens.len());
+        let plain = first_token(p, &[]);
+        let in_prompt = tokens.contains(&plain);
+        if in_prompt {
+            inside += 1;
+        } else {
+            outside += 1;
+        }
+        for penalty in [
+            ("presence_penalty", json!(2.0)),
+            ("frequency_penalty", json!(2.0)),
+        ] {
+            let penalised = first_token(p, std::slice::from_ref(&penalty));
+            assert_eq!(
+                penalised != plain,
+                in_prompt,
+                "{p:?} ({tokens:?}) with {penalty:?}: the first token {plain} became {penalised}; it is {}in the prompt",
+                if in_prompt { "" } else { "not " }
+            );
+        }
+    }
+    assert!(
+        inside >= 2 && outside >= 2,
+        "the prompts must show both cases: {inside} answers in their prompt, {outside} not"
+    );
+    assert!(s.stop().success());
+}

@@ -217,8 +217,10 @@ impl<'m> Session<'m> {
                 model.n_ctx_train()
             )));
         }
-        let sampler =
+        let mut sampler =
             Sampler::new(model.vocab(), &o.sampling).map_err(|e| CliError::bad_input(e.message))?;
+        // Penalties see the prompt too, as in `tunellama serve` (`Sampler::accept_prompt`).
+        sampler.accept_prompt(prompt);
         let cancel = o.cancel.clone().unwrap_or_default();
         self.ctx.set_cancel(Some(cancel.clone()));
 

@@ -255,3 +255,55 @@ fn bad_requests_are_errors_with_exit_code_2() {
         .unwrap();
     assert_eq!(e.code, 2);
 }
+
+/// As in `tunellama serve`, penalties see the prompt: with a strong presence penalty the greedy
+/// first token changes exactly when the unpenalised one is among the prompt's tokens (only
+/// printable non-space ASCII byte tokens may be drawn, so there is always another choice).
+#[test]
+fn penalties_count_the_prompt_tokens() {
+    let vocab = model().vocab();
+    let printable = |t: i32| (3 + 0x21..3 + 0x7f).contains(&t);
+    let banned: Vec<(i32, f32)> = (0..vocab.n_tokens())
+        .filter(|&t| !printable(t))
+        .map(|t| (t, f32::NEG_INFINITY))
+        .collect();
+    let first = |s: &mut Session, prompt: &str, presence: f32| {
+        let o = GenerateOptions {
+            max_tokens: 1,
+            sampling: SamplingParams {
+                presence_penalty: presence,
+                logit_bias: banned.clone(),
+                ..SamplingParams::greedy()
+            },
+            ..GenerateOptions::default()
+        };
+        let r = s.run(prompt, &o, |_| ControlFlow::Continue(())).unwrap();
+        assert_eq!(r.tokens.len(), 1, "{r:?}");
+        r.tokens[0]
+    };
+    let chars: String = (0x21u8..0x7f).map(char::from).collect();
+    let mut s = Session::new(model()).unwrap();
+    let (mut inside, mut outside) = (0, 0);
+    for i in 0..14 {
+        let prompt: String = chars.chars().cycle().skip(i * 7).take(60).collect();
+        let tokens = vocab.tokenize(&prompt).unwrap();
+        assert!(tokens.len() <= 64, "the penalties' window is 64 tokens");
+        let plain = first(&mut s, &prompt, 0.0);
+        let penalised = first(&mut s, &prompt, 2.0);
+        let in_prompt = tokens.contains(&plain);
+        if in_prompt {
+            inside += 1;
+        } else {
+            outside += 1;
+        }
+        assert_eq!(
+            penalised != plain,
+            in_prompt,
+            "{prompt:?}: first token {plain} became {penalised} with presence_penalty 2"
+        );
+    }
+    assert!(
+        inside >= 2 && outside >= 2,
+        "{inside} in the prompt, {outside} not"
+    );
+}

@@ -124,7 +124,15 @@ impl Server {
         (st, j)
     }
 
-    /// Writes a request; the caller reads the answer (or disconnects).
+    /// A new connection to the server (2 minutes read timeout).
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        s
+    }
+
+    /// Writes a request with `Connection: close` on a new connection; the caller reads the
+    /// answer (or disconnects).
     pub fn send(
         &self,
         method: &str,
@@ -132,21 +140,8 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> TcpStream {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        let _ = s.write_all(body);
+        let mut s = self.connect();
+        write_request(&mut s, method, path, headers, body, true);
         s
     }
 
@@ -187,6 +182,47 @@ impl Drop for Server {
     }
 }
 
+/// Writes an HTTP/1.1 request with a `Content-Length` body; `close` adds `Connection: close`,
+/// without it the connection stays open for the next request (keep-alive).
+pub fn write_request(
+    s: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+}
+
+/// Reads one response whose body has a `Content-Length`, leaving the connection open.
+pub fn read_sized_response(r: &mut impl BufRead) -> (u16, HashMap<String, String>, Vec<u8>) {
+    let (status, headers) = read_head(r);
+    let n: usize = headers
+        .get("content-length")
+        .unwrap_or_else(|| panic!("no Content-Length: {headers:?}"))
+        .parse()
+        .unwrap();
+    let mut body = vec![0; n];
+    r.read_exact(&mut body).unwrap();
+    (status, headers, body)
+}
+
 /// Reads a whole `Connection: close` response.
 pub fn read_response(s: &mut TcpStream) -> (u16, HashMap<String, String>, Vec<u8>) {
     let mut r = BufReader::new(s);
@@ -218,11 +254,17 @@ pub fn read_head(r: &mut impl BufRead) -> (u16, HashMap<String, String>) {
     (status, headers)
 }
 
-/// A server-sent-event stream read as it arrives.
+/// A server-sent-event stream read as it arrives: ended by the connection closing, or
+/// (`Transfer-Encoding: chunked`, a keep-alive connection) by the zero chunk, each chunk
+/// checked to hold exactly one whole event.
 pub struct Sse {
     pub reader: BufReader<TcpStream>,
     pub status: u16,
     pub headers: HashMap<String, String>,
+    /// Decoded body bytes not yet read as lines (chunked streams).
+    pending: Vec<u8>,
+    /// The zero chunk was read.
+    ended: bool,
 }
 
 impl Sse {
@@ -233,23 +275,86 @@ impl Sse {
 
     /// Reads the response head of a request already sent on `s`.
     pub fn read(s: TcpStream) -> Sse {
-        let mut reader = BufReader::new(s);
+        Sse::read_on(BufReader::new(s))
+    }
+
+    /// Reads the response head of a request already sent on `reader`'s connection (one kept
+    /// alive: get it back with `into_reader` once the stream ended).
+    pub fn read_on(mut reader: BufReader<TcpStream>) -> Sse {
         let (status, headers) = read_head(&mut reader);
         Sse {
             reader,
             status,
             headers,
+            pending: Vec::new(),
+            ended: false,
+        }
+    }
+
+    pub fn chunked(&self) -> bool {
+        self.headers
+            .get("transfer-encoding")
+            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    }
+
+    /// The connection, for its next request (after a chunked stream's end).
+    pub fn into_reader(self) -> BufReader<TcpStream> {
+        assert!(self.pending.is_empty(), "unread stream data");
+        self.reader
+    }
+
+    /// The next line of the body; None at its end.
+    fn line(&mut self) -> Option<String> {
+        if !self.chunked() {
+            let mut line = String::new();
+            return match self.reader.read_line(&mut line).ok()? {
+                0 => None,
+                _ => Some(line),
+            };
+        }
+        loop {
+            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=i).collect();
+                return Some(String::from_utf8(line).unwrap());
+            }
+            if self.ended {
+                assert!(self.pending.is_empty(), "a partial line ends the body");
+                return None;
+            }
+            let mut size = String::new();
+            let n = self.reader.read_line(&mut size).ok()?;
+            assert!(
+                n > 0,
+                "the connection closed inside a chunked body (no zero chunk)"
+            );
+            let n = usize::from_str_radix(size.trim_end(), 16)
+                .unwrap_or_else(|_| panic!("not a chunk-size line: {size:?}"));
+            if n == 0 {
+                let mut end = String::new();
+                self.reader.read_line(&mut end).unwrap();
+                assert_eq!(end, "\r\n", "the zero chunk is followed by its empty line");
+                self.ended = true;
+                continue;
+            }
+            let mut data = vec![0; n + 2];
+            self.reader.read_exact(&mut data).unwrap();
+            assert!(data.ends_with(b"\r\n"), "a chunk without its CRLF");
+            data.truncate(n);
+            let text = String::from_utf8_lossy(&data);
+            assert!(
+                self.pending.is_empty()
+                    && text.ends_with("\n\n")
+                    && text.matches("\n\n").count() == 1,
+                "a chunk that is not exactly one event: {text:?}"
+            );
+            self.pending.extend_from_slice(&data);
         }
     }
 
     /// The next `data:` payload (comments skipped); None at the end of the stream.
     pub fn next(&mut self) -> Option<String> {
-        let mut line = String::new();
         loop {
-            line.clear();
-            if self.reader.read_line(&mut line).ok()? == 0 {
-                return None;
-            }
+            let line = self.line()?;
             let l = line.trim_end_matches('\n');
             if let Some(d) = l.strip_prefix("data: ") {
                 return Some(d.to_string());
@@ -261,6 +366,11 @@ impl Sse {
     /// Reads to the end: the JSON events before `[DONE]`; panics when the stream is not
     /// well-formed (no `[DONE]`, anything after it, a payload that is not JSON).
     pub fn collect(mut self) -> Vec<serde_json::Value> {
+        self.collect_events()
+    }
+
+    /// `collect` keeping the stream (and its connection).
+    pub fn collect_events(&mut self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         loop {
             match self.next() {

@@ -40,7 +40,8 @@ pub struct SamplingParams {
     pub presence_penalty: f32,
     /// Subtract this times the count of each token; -2 to 2 (0 = off).
     pub frequency_penalty: f32,
-    /// How many recent tokens the penalties look at (-1 = the whole context, 0 = none).
+    /// How many recent tokens, prompt and generated alike, the penalties look at (-1 = the
+    /// whole context, 0 = none).
     pub penalty_last_n: i32,
     /// Seed of the random draw: the same seed, model, prompt and parameters give the same text.
     pub seed: u32,
@@ -184,6 +185,11 @@ impl SamplingParams {
 /// A sampler chain for one sequence. `Send`: it may move with its sequence between threads.
 pub struct Sampler {
     chain: NonNull<ffi::llama_sampler>,
+    /// The penalties sampler inside `chain` (owned by it, freed with it), fed the prompt by
+    /// [`Sampler::accept_prompt`]; `None` when no penalty is on.
+    penalties: Option<NonNull<ffi::llama_sampler>>,
+    /// How many recent tokens the penalties look at (`penalty_last_n`).
+    penalty_window: usize,
     seed: u32,
 }
 
@@ -254,14 +260,17 @@ impl Sampler {
                     bias.as_ptr(),
                 ));
             }
+            let mut penalties = None;
             if params.penalties_on() {
-                add(ffi::llama_sampler_init_penalties(
+                let p = ffi::llama_sampler_init_penalties(
                     n_vocab,
                     params.penalty_last_n,
                     params.repeat_penalty,
                     params.frequency_penalty,
                     params.presence_penalty,
-                ));
+                );
+                penalties = NonNull::new(p);
+                add(p);
             }
             if let Some(mut g) = grammar {
                 add(std::mem::replace(&mut g.0, std::ptr::null_mut()));
@@ -279,6 +288,8 @@ impl Sampler {
             }
             Ok(Sampler {
                 chain: NonNull::new(chain).expect("llama_sampler_chain_init returned NULL"),
+                penalties,
+                penalty_window: usize::try_from(params.penalty_last_n).unwrap_or(usize::MAX),
                 seed: params.seed,
             })
         }
@@ -297,6 +308,27 @@ impl Sampler {
     pub fn accept(&mut self, token: Token) {
         // SAFETY: valid chain.
         unsafe { ffi::llama_sampler_accept(self.chain.as_ptr(), token) }
+    }
+
+    /// Feeds the prompt's tokens into the penalties' history only (not the grammar, which
+    /// constrains the output alone), so repeat/presence/frequency penalties also see the
+    /// prompt, as llama.cpp's server does: after a slot's prompt is processed it passes every
+    /// prompt token to `common_sampler_accept(smpl, id, /*accept_grammar=*/ false)`
+    /// (llama.cpp `tools/server/server-context.cpp`, "Process all prompt tokens through sampler
+    /// system"; `tools/server/server.cpp` in older trees). Only the last `penalty_last_n`
+    /// tokens can matter, so only those are fed. Without penalties this does nothing.
+    pub fn accept_prompt(&mut self, prompt: &[Token]) {
+        let Some(p) = self.penalties else { return };
+        let tail = &prompt[prompt.len().saturating_sub(self.penalty_window)..];
+        for &t in tail {
+            // SAFETY: `p` is a sampler the live chain owns; it lives as long as `self`.
+            unsafe { ffi::llama_sampler_accept(p.as_ptr(), t) }
+        }
+    }
+
+    /// Whether the chain has a penalties sampler (some penalty is on).
+    pub fn has_penalties(&self) -> bool {
+        self.penalties.is_some()
     }
 
     /// Forgets the recorded tokens (penalty window, grammar state) to start a new text. The

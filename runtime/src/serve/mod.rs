@@ -31,7 +31,8 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Request bodies above this are refused with 413 before they are read.
+/// Request bodies above this are refused with 413 before they are read (a chunked one as soon
+/// as its chunks pass it, before the chunk that passes it is read).
 pub const MAX_BODY: u64 = 8 * 1024 * 1024;
 /// Requests waiting for a slot, per slot; beyond `QUEUE_PER_SLOT × --parallel`, 503.
 pub const QUEUE_PER_SLOT: usize = 4;
@@ -256,10 +257,14 @@ fn serve_connection(mut c: Conn, st: &State) {
                 return;
             }
             Err(ReadError::TooLarge(n)) => {
+                let said = match n {
+                    Some(n) => format!("the request body is {n} bytes"),
+                    None => "the chunked request body passes the limit".to_string(),
+                };
                 let e = ApiError::new(
                     413,
                     "invalid_request_error",
-                    format!("the request body is {n} bytes; the limit is {MAX_BODY} bytes"),
+                    format!("{said}; the limit is {MAX_BODY} bytes"),
                 );
                 let _ = http::write_response(
                     &mut c.stream,
@@ -267,13 +272,13 @@ fn serve_connection(mut c: Conn, st: &State) {
                     &cors,
                     true,
                 );
-                c.drain_and_close(n.min(256 << 20));
+                c.drain_and_close(n.unwrap_or(u64::MAX).min(256 << 20));
                 return;
             }
         };
         let close = req.close || st.shared.shutdown.load(Relaxed);
         let keep = route(&mut c, &req, st, &cors, close);
-        if !keep || close {
+        if !keep || close || st.shared.shutdown.load(Relaxed) {
             return;
         }
     }
@@ -639,7 +644,10 @@ fn generate(
             }
         }
     }
-    if http::write_sse_head(&mut c.stream, cors).is_err() {
+    // Chunked for a keep-alive client: the zero chunk ends the stream and the connection
+    // carries its next request (as llama.cpp's server does); otherwise closing ends it.
+    let sse = http::EventStream { chunked: !close };
+    if sse.head(&mut c.stream, cors).is_err() {
         return gone(&cancel);
     }
     let first = match kind {
@@ -650,7 +658,7 @@ fn generate(
         ),
         Kind::Completion => a.chunk(None, Some(""), None),
     };
-    if http::write_event(&mut c.stream, &first.to_string()).is_err() {
+    if sse.event(&mut c.stream, &first.to_string()).is_err() {
         return gone(&cancel);
     }
     let mut last_comment: Option<Instant> = None;
@@ -661,14 +669,14 @@ fn generate(
                     Kind::Chat => a.chunk(Some(json!({"content": t})), None, None),
                     Kind::Completion => a.chunk(None, Some(&t), None),
                 };
-                http::write_event(&mut c.stream, &ch.to_string()).is_ok()
+                sse.event(&mut c.stream, &ch.to_string()).is_ok()
             }
             Some(Event::Progress) => {
                 // A comment keeps the client (and proxies) waiting and shows us if it left.
                 // The first at once, then at most every half second.
                 if last_comment.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
                     last_comment = Some(Instant::now());
-                    http::write_comment(&mut c.stream, "processing the prompt").is_ok()
+                    sse.comment(&mut c.stream, "processing the prompt").is_ok()
                 } else {
                     true
                 }
@@ -676,19 +684,23 @@ fn generate(
             Some(Event::Done(s)) => {
                 let mut end = a.chunk(Some(json!({})), Some(""), Some(s.finish));
                 end["timings"] = serde_json::to_value(&s.timings).unwrap_or(Value::Null);
-                let mut w = http::write_event(&mut c.stream, &end.to_string());
+                let mut w = sse.event(&mut c.stream, &end.to_string());
                 if include_usage {
                     let mut u = a.chunk(None, None, None);
                     u["choices"] = json!([]);
                     u["usage"] = usage(&s);
-                    w = w.and_then(|_| http::write_event(&mut c.stream, &u.to_string()));
+                    w = w.and_then(|_| sse.event(&mut c.stream, &u.to_string()));
                 }
-                let _ = w.and_then(|_| http::write_event(&mut c.stream, "[DONE]"));
-                return false;
+                let w = w
+                    .and_then(|_| sse.event(&mut c.stream, "[DONE]"))
+                    .and_then(|_| sse.end(&mut c.stream));
+                return w.is_ok() && sse.chunked;
             }
             Some(Event::Failed(e)) => {
-                let _ = http::write_event(&mut c.stream, &e.body().to_string());
-                return false;
+                let w = sse
+                    .event(&mut c.stream, &e.body().to_string())
+                    .and_then(|_| sse.end(&mut c.stream));
+                return w.is_ok() && sse.chunked;
             }
             Some(Event::Admitted) => true,
             None => return gone(&cancel),

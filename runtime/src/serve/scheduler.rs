@@ -439,7 +439,7 @@ impl Engine<'_, '_> {
             let _ = job.events.send(Event::Failed(e));
             return;
         }
-        let sampler = match Sampler::new(self.model.vocab(), &job.req.sampling) {
+        let mut sampler = match Sampler::new(self.model.vocab(), &job.req.sampling) {
             Ok(s) => s,
             Err(e) => {
                 let _ = job.events.send(Event::Failed(ApiError::invalid(format!(
@@ -449,6 +449,8 @@ impl Engine<'_, '_> {
                 return;
             }
         };
+        // Penalties see the prompt too (as in llama.cpp's server; `Sampler::accept_prompt`).
+        sampler.accept_prompt(&prompt);
         let free: Vec<(usize, &[Token], u64)> = self
             .slots
             .iter()
