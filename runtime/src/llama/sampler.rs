@@ -40,8 +40,9 @@ pub struct SamplingParams {
     pub presence_penalty: f32,
     /// Subtract this times the count of each token; -2 to 2 (0 = off).
     pub frequency_penalty: f32,
-    /// How many recent tokens, prompt and generated alike, the penalties look at (-1 = the
-    /// whole context, 0 = none).
+    /// How many recent tokens, prompt and generated alike, the penalties look at (0 = none). For
+    /// "the whole context" give the context size: this tree's `llama_sampler_init_penalties`
+    /// turns llama.cpp's usual -1 into 0 (penalties off), so -1 is refused rather than ignored.
     pub penalty_last_n: i32,
     /// Seed of the random draw: the same seed, model, prompt and parameters give the same text.
     pub seed: u32,
@@ -135,11 +136,11 @@ impl SamplingParams {
         let pf = MAX_PRESENCE_FREQUENCY;
         range("presence_penalty", self.presence_penalty, -pf, pf, false)?;
         range("frequency_penalty", self.frequency_penalty, -pf, pf, false)?;
-        if self.penalty_last_n < -1 {
+        if self.penalty_last_n < 0 {
             return Err(ParamError {
                 field: "penalty_last_n",
                 message: format!(
-                    "penalty_last_n {} is out of range: give -1 (whole context), 0 (off) or more",
+                    "penalty_last_n {} is out of range: give 0 (off) or a token count (for the whole context, the context size; this llama.cpp tree would silently turn -1 into 0)",
                     self.penalty_last_n
                 ),
             });
@@ -415,7 +416,7 @@ mod tests {
         );
         assert_eq!(
             field(SamplingParams {
-                penalty_last_n: -2,
+                penalty_last_n: -1,
                 ..d()
             }),
             "penalty_last_n"
@@ -470,7 +471,7 @@ mod tests {
             SamplingParams {
                 presence_penalty: 2.0,
                 frequency_penalty: -2.0,
-                penalty_last_n: -1,
+                penalty_last_n: 4096,
                 ..d()
             },
             SamplingParams {
