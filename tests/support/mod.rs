@@ -1,6 +1,8 @@
-//! Shared helpers for the integration tests: a scripted HTTP server on 127.0.0.1 and test data.
+//! Shared helpers for the integration tests: a scripted HTTP server on 127.0.0.1, a CONNECT proxy
+//! in front of it, and test data.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod server;
 
 /// Deterministic, incompressible-looking test bytes.
