@@ -1,9 +1,10 @@
 //! Shared helpers for the integration tests: a scripted HTTP server on 127.0.0.1, a CONNECT proxy
-//! in front of it, and test data.
+//! in front of it, an HTTPS server with a test CA, and test data.
 #![allow(dead_code)]
 
 pub mod proxy;
 pub mod server;
+pub mod tls;
 
 /// Deterministic, incompressible-looking test bytes.
 pub fn data(n: usize, seed: u64) -> Vec<u8> {

@@ -184,7 +184,11 @@ pub fn reason(e: &ureq::Error) -> String {
         ureq::Error::Io(io) if is_connect_failure(io) => "could not connect",
         _ => "request failed",
     };
-    let mut s = format!("{kind}: {e}");
+    // ureq's `io: ` prefix says nothing a reader needs.
+    let mut s = match e {
+        ureq::Error::Io(io) => format!("{kind}: {io}"),
+        _ => format!("{kind}: {e}"),
+    };
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {
         s.push_str(&format!(": {c}"));

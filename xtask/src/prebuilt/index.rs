@@ -189,6 +189,14 @@ pub(crate) fn fetch_text(url: &Url, opts: &download::Options) -> Result<String, 
         total: Some(Duration::from_secs(60).max(opts.stall_timeout)),
     };
     let agents = crate::http::Agents::new(&proxies, &opts.user_agent, t).map_err(fail)?;
+    // Names the hop that failed when it is not the URL asked for.
+    let via = |at: &Url| {
+        if at == url {
+            String::new()
+        } else {
+            format!(" (redirected to {at})")
+        }
+    };
     let mut at = url.clone();
     for _ in 0..=opts.max_redirects {
         if at.scheme() != "https" && !opts.allow_http {
@@ -198,7 +206,7 @@ pub(crate) fn fetch_text(url: &Url, opts: &download::Options) -> Result<String, 
             .for_url(&at)
             .get(at.as_str())
             .call()
-            .map_err(|e| fail(format!("{at}: {}", crate::http::reason(&e))))?;
+            .map_err(|e| fail(format!("{}{}", crate::http::reason(&e), via(&at))))?;
         let status = resp.status();
         if status.is_redirection() {
             if let Some(loc) = resp
@@ -213,12 +221,7 @@ pub(crate) fn fetch_text(url: &Url, opts: &download::Options) -> Result<String, 
             }
         }
         if !status.is_success() {
-            let by = if at == *url {
-                String::new()
-            } else {
-                format!(" (redirected to {at})")
-            };
-            return Err(fail(format!("the server answered {status}{by}")));
+            return Err(fail(format!("the server answered {status}{}", via(&at))));
         }
         return resp
             .body_mut()
