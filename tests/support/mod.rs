@@ -33,3 +33,15 @@ pub fn fixture(rel: &str) -> std::path::PathBuf {
         .join("../tests/fixtures")
         .join(rel)
 }
+
+/// Reads an HTTP request head up to its blank line; returns the request line, trimmed.
+pub fn read_request_head(r: &mut impl std::io::BufRead) -> std::io::Result<String> {
+    let mut first = String::new();
+    r.read_line(&mut first)?;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            return Ok(first.trim().to_string());
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! one upstream address, so made-up host names reach a test server without any DNS lookup.
 //! Real sockets: the client under test speaks to it as to any proxy.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
@@ -45,16 +45,8 @@ fn handle(
     upstream: SocketAddr,
     lines: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(client.try_clone()?);
-    let mut first = String::new();
-    reader.read_line(&mut first)?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-    }
-    lines.lock().unwrap().push(first.trim().to_string());
+    let first = super::read_request_head(&mut BufReader::new(client.try_clone()?))?;
+    lines.lock().unwrap().push(first.clone());
     let mut w = client.try_clone()?;
     if !first.starts_with("CONNECT ") {
         write!(

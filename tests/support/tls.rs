@@ -2,7 +2,7 @@
 //! localhost, signed by `ca.crt` there), serving one body at one path and 404 elsewhere.
 //! Real TLS (rustls), real sockets: only a client that trusts `ca.crt` completes a request.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
@@ -32,14 +32,7 @@ impl TlsServer {
                     let conn =
                         rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
                     let mut r = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-                    let mut first = String::new();
-                    r.read_line(&mut first)?;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                            break;
-                        }
-                    }
+                    let first = super::read_request_head(&mut r)?;
                     let asked = first.split_whitespace().nth(1).unwrap_or("").to_string();
                     s.lock().unwrap().push(asked.clone());
                     let w = r.get_mut();
