@@ -5,6 +5,7 @@ mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::proxy::Proxy;
 use support::server::{Reply, Server};
 use xtask::download::{
     download, partial_path, Bearer, DownloadError, Expected, Options, Proxies, Secret, Sha256Hex,
@@ -372,17 +373,16 @@ fn unreachable_server_is_retried_then_reported_as_network_error() {
 fn configured_proxy_carries_requests_for_other_hosts() {
     let server = Server::start();
     let body = support::data(SIZE, 3);
-    // A forward proxy receives the absolute URL in the request line; no DNS lookup happens here.
-    server.route(
-        "http://models.example.invalid/m.gguf",
-        body.clone(),
-        vec![Reply::ok()],
-    );
+    server.route("/m.gguf", body.clone(), vec![Reply::ok()]);
+    // The proxy is asked to CONNECT to the made-up host and tunnels to the server: no DNS lookup
+    // happens here, so only a request through the proxy can succeed.
+    let proxy = Proxy::start(server.addr);
     let dir = tempfile::tempdir().unwrap();
     let opts = Options {
         proxies: Proxies {
-            http: Some(server.url("")),
-            ..Proxies::default()
+            http: Some(proxy.url()),
+            https: Some("http://127.0.0.1:9".into()),
+            no_proxy: None,
         },
         ..fast()
     };
@@ -396,7 +396,68 @@ fn configured_proxy_carries_requests_for_other_hosts() {
     )
     .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), body);
-    assert_eq!(server.seen("http://models.example.invalid/m.gguf").len(), 1);
+    assert_eq!(
+        proxy.lines(),
+        ["CONNECT models.example.invalid:80 HTTP/1.1"]
+    );
+    let seen = server.seen("/m.gguf");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].host.as_deref(), Some("models.example.invalid"));
+}
+
+#[test]
+fn no_proxy_entries_are_reached_directly_and_others_through_the_proxy() {
+    let (server, body, dir) = setup(vec![Reply::ok()]);
+    let proxy = Proxy::start(server.addr);
+    let opts = |no_proxy: &str| Options {
+        proxies: Proxies {
+            http: Some(proxy.url()),
+            https: None,
+            no_proxy: Some(no_proxy.into()),
+        },
+        retries: 0,
+        connect_timeout: Duration::from_millis(300),
+        ..fast()
+    };
+    // Loopback by name stays direct whatever the list says.
+    download(
+        &server.url_localhost("/m.gguf"),
+        &expect(&body),
+        &dir.path().join("a.gguf"),
+        &opts("mirror.example.invalid"),
+        &Silent,
+    )
+    .unwrap();
+    assert!(proxy.lines().is_empty(), "{:?}", proxy.lines());
+    // An address in a no_proxy CIDR is tried directly (it fails: nothing there serves the file;
+    // a sandbox's network may answer 404 or nothing) and the proxy sees nothing...
+    let far = "http://10.255.255.1:9/m.gguf";
+    let e = download(
+        far,
+        &expect(&body),
+        &dir.path().join("b.gguf"),
+        &opts("mirror.example.invalid, 10.0.0.0/8"),
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DownloadError::Network { .. } | DownloadError::Status { .. }
+        ),
+        "{e}"
+    );
+    assert!(proxy.lines().is_empty(), "{:?}", proxy.lines());
+    // ...and without that entry it goes through the proxy, which tunnels it to the server.
+    download(
+        far,
+        &expect(&body),
+        &dir.path().join("c.gguf"),
+        &opts("mirror.example.invalid"),
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(proxy.lines(), ["CONNECT 10.255.255.1:9 HTTP/1.1"]);
 }
 
 #[test]

@@ -298,3 +298,51 @@ fn index_schema_names_exactly_the_fields_our_types_write() {
         keys(&a["requirements"])
     );
 }
+
+/// `prebuilt select` from an https:// index on 127.0.0.1 whose certificate a test CA signed.
+fn select_over_tls(server: &support::tls::TlsServer, cert_file: &Path) -> (bool, String) {
+    let machine = support::fixture("machines/avx2-desktop-haswell.json");
+    let mut cmd = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["prebuilt", "select", "--index", &server.url("/index.json")])
+        .arg("--machine")
+        .arg(machine)
+        .env("SSL_CERT_FILE", cert_file)
+        .env_remove("SSL_CERT_DIR");
+    for v in ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+        cmd.env_remove(v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn an_https_index_is_trusted_through_the_system_roots_and_refused_without_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let index = std::fs::read(root.join("prebuilt/index.example.json")).unwrap();
+    let server = support::tls::TlsServer::start("/index.json", index);
+    // The test CA as the system's store (SSL_CERT_FILE, read as the system roots are): trusted.
+    let (ok, text) = select_over_tls(&server, &support::tls::ca_file());
+    assert!(ok, "{text}");
+    assert!(text.contains("chosen:"), "{text}");
+    assert_eq!(server.seen(), ["/index.json"]);
+    // An empty system store leaves the bundled roots only, which do not know the test CA.
+    let t = tempfile::tempdir().unwrap();
+    let empty = t.path().join("none.pem");
+    std::fs::write(&empty, "").unwrap();
+    let (ok, text) = select_over_tls(&server, &empty);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&server.url("/index.json")) && text.contains("UnknownIssuer"),
+        "{text}"
+    );
+    assert_eq!(
+        server.seen(),
+        ["/index.json"],
+        "no request after a refused handshake"
+    );
+}

@@ -194,6 +194,63 @@ fn setup_installs_a_matching_prebuilt_from_a_loopback_index_with_provenance_preb
 }
 
 #[test]
+fn setup_fetches_index_manifest_and_archive_through_the_environment_proxy_prebuilt() {
+    let (_, archive, _) = dist();
+    let (server, _) = serve(archive.clone());
+    // The made-up host resolves nowhere: only the proxy named by `http_proxy` (which tunnels
+    // every CONNECT to the server) can reach it.
+    let proxy = support::proxy::Proxy::start(server.addr);
+    let url = "http://prebuilt.example.invalid/p/index.json";
+    let cache = tempfile::tempdir().unwrap();
+    let args = setup_args(url, cache.path());
+    let mut cmd = xtask::testcmd::command(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(&args)
+        .env("CI", "true")
+        .env_remove("TUNELLAMA_PREBUILT_INDEX")
+        .env("http_proxy", proxy.url());
+    for v in [
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        cmd.env_remove(v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["provenance"], "prebuilt", "{report}");
+    let lines = proxy.lines();
+    assert!(
+        lines.len() >= 3
+            && lines
+                .iter()
+                .all(|l| l == "CONNECT prebuilt.example.invalid:80 HTTP/1.1"),
+        "{lines:?}"
+    );
+    for path in [
+        "/p/index.json".to_string(),
+        format!("/p/tunellama-{VARIANT}.manifest.json"),
+        format!("/p/tunellama-{VARIANT}.tar.gz"),
+    ] {
+        let seen = server.seen(&path);
+        assert!(
+            !seen.is_empty()
+                && seen
+                    .iter()
+                    .all(|r| r.host.as_deref() == Some("prebuilt.example.invalid")),
+            "{path}: {seen:?}"
+        );
+    }
+}
+
+#[test]
 fn machines_lacking_sse42_or_on_arm64_are_refused_with_the_reason() {
     let (_, archive, _) = dist();
     let (_server, url) = serve(archive.clone());

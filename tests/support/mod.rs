@@ -1,7 +1,10 @@
-//! Shared helpers for the integration tests: a scripted HTTP server on 127.0.0.1 and test data.
+//! Shared helpers for the integration tests: a scripted HTTP server on 127.0.0.1, a CONNECT proxy
+//! in front of it, an HTTPS server with a test CA, and test data.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod server;
+pub mod tls;
 
 /// Deterministic, incompressible-looking test bytes.
 pub fn data(n: usize, seed: u64) -> Vec<u8> {
@@ -29,4 +32,16 @@ pub fn fixture(rel: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
         .join(rel)
+}
+
+/// Reads an HTTP request head up to its blank line; returns the request line, trimmed.
+pub fn read_request_head(r: &mut impl std::io::BufRead) -> std::io::Result<String> {
+    let mut first = String::new();
+    r.read_line(&mut first)?;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 || line.trim().is_empty() {
+            return Ok(first.trim().to_string());
+        }
+    }
 }

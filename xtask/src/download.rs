@@ -10,15 +10,19 @@
 //! - redirects are followed by this module (not the HTTP client) so every hop is checked: no
 //!   downgrade to `http://` unless allowed, and a bearer token goes only to its exact host.
 
+use crate::http::{Agents, Timeouts};
 use crate::progress::{human_bytes, Progress, Unit};
-use reqwest::blocking::{Client, Response};
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, RANGE};
-use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use ureq::http::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_RANGE, LOCATION, RANGE};
+use ureq::http::{HeaderMap, StatusCode};
+use ureq::Body;
+use url::Url;
+
+type Response = ureq::http::Response<Body>;
 
 /// How big a read from the network (and a write to disk) is at most.
 const CHUNK: usize = 1 << 20;
@@ -101,6 +105,22 @@ pub struct Proxies {
     pub http: Option<String>,
     /// Comma-separated hosts/domains/CIDRs reached directly.
     pub no_proxy: Option<String>,
+}
+
+impl Proxies {
+    /// What the environment says, read as curl reads it ([`crate::env::proxies`]).
+    pub fn from_env() -> Proxies {
+        let (https, http, no_proxy) = crate::env::proxies();
+        Proxies {
+            https,
+            http,
+            no_proxy,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.https.is_none() && self.http.is_none()
+    }
 }
 
 /// How to download. Tests shrink the timeouts and backoff so the suite stays fast.
@@ -375,27 +395,15 @@ pub fn download(
     result
 }
 
-fn client(opts: &Options) -> reqwest::Result<Client> {
-    let mut b = Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(opts.connect_timeout)
-        .timeout(opts.stall_timeout)
-        .user_agent(opts.user_agent.clone());
-    let p = &opts.proxies;
-    // Loopback is always reached directly (local mirrors, tests).
-    let list = format!(
-        "{},localhost,127.0.0.0/8,::1",
-        p.no_proxy.as_deref().unwrap_or_default()
-    );
-    let no_proxy = || reqwest::NoProxy::from_string(&list);
-    if let Some(u) = &p.https {
-        b = b.proxy(reqwest::Proxy::https(u.as_str())?.no_proxy(no_proxy()));
-    }
-    if let Some(u) = &p.http {
-        b = b.proxy(reqwest::Proxy::http(u.as_str())?.no_proxy(no_proxy()));
-    }
-    b.build()
+/// The agents for `opts.proxies` (loopback is always reached directly: local mirrors, tests).
+/// No total timeout: a long download may take hours as long as bytes keep coming.
+fn client(opts: &Options) -> Result<Agents, String> {
+    let t = Timeouts {
+        connect: opts.connect_timeout,
+        stall: opts.stall_timeout,
+        total: None,
+    };
+    Agents::new(&opts.proxies, &opts.user_agent, t)
 }
 
 struct State<'a> {
@@ -422,7 +430,7 @@ impl From<std::io::Error> for Failure {
 /// One attempt: request (following redirects), then stream into the partial file. Returns the
 /// sha256 of the complete partial file.
 fn attempt(
-    client: &Client,
+    client: &Agents,
     start: &Url,
     opts: &Options,
     st: &mut State,
@@ -434,9 +442,9 @@ fn attempt(
         // An earlier run received everything but stopped before the rename.
         return Ok(hash_file(&st.part, &mut Sha256::new())?);
     }
-    let resp = request(client, start, opts, have, st)?;
+    let (final_url, resp) = request(client, start, opts, have, st)?;
     let status = resp.status();
-    let url = resp.url().to_string();
+    let url = final_url.to_string();
     let mut hasher = Sha256::new();
     let mut file;
     if status == StatusCode::PARTIAL_CONTENT && have > 0 {
@@ -461,7 +469,7 @@ fn attempt(
         file = fs_err::OpenOptions::new().append(true).open(&st.part)?;
         st.resumed_from = Some(have);
     } else if status == StatusCode::OK {
-        if let Some(len) = resp.content_length() {
+        if let Some(len) = resp.body().content_length() {
             if len != size {
                 return Err(Failure::Fatal(DownloadError::WrongSize {
                     url,
@@ -485,11 +493,10 @@ fn attempt(
         }));
     }
 
-    let mut body = resp;
+    let mut body = resp.into_body().into_reader();
     let mut done = have;
     progress.update(done, Some(size));
-    // Hashing (here) and writing (on the writer thread) overlap; the network is read on the
-    // HTTP client's own thread.
+    // Hashing and reading the network (here) overlap writing (on the writer thread).
     let writer = Writer::spawn(file, opts.fsync);
     let streamed = (|| -> Result<(), Failure> {
         loop {
@@ -602,50 +609,46 @@ impl Writer {
     }
 }
 
-/// Sends the GET, following redirects hop by hop.
+/// Sends the GET, following redirects hop by hop; returns the final URL with the response.
 fn request(
-    client: &Client,
+    client: &Agents,
     start: &Url,
     opts: &Options,
     have: u64,
     st: &mut State,
-) -> Result<Response, Failure> {
+) -> Result<(Url, Response), Failure> {
     let mut url = start.clone();
     for _ in 0..=opts.max_redirects {
         check_scheme(&url, opts).map_err(Failure::Fatal)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        let mut req = client
+            .for_url(&url)
+            .get(url.as_str())
+            .header(ACCEPT_ENCODING, "identity");
         if have > 0 {
-            let r = HeaderValue::from_str(&format!("bytes={have}-")).expect("ascii header");
-            headers.insert(RANGE, r);
+            req = req.header(RANGE, format!("bytes={have}-"));
         }
         if let Some(b) = &opts.bearer {
             if url.host_str() == Some(b.host.as_str())
                 && (url.scheme() == "https" || opts.allow_http)
             {
-                let mut v = HeaderValue::from_str(&format!("Bearer {}", b.token.expose()))
-                    .map_err(|_| {
-                        Failure::Fatal(DownloadError::BadUrl {
-                            url: url.to_string(),
-                            reason: "the token contains characters not allowed in a header".into(),
-                        })
-                    })?;
-                v.set_sensitive(true);
-                headers.insert(AUTHORIZATION, v);
+                let v = format!("Bearer {}", b.token.expose());
+                if ureq::http::HeaderValue::from_str(&v).is_err() {
+                    return Err(Failure::Fatal(DownloadError::BadUrl {
+                        url: url.to_string(),
+                        reason: "the token contains characters not allowed in a header".into(),
+                    }));
+                }
+                req = req.header(AUTHORIZATION, v);
             }
         }
         st.requests += 1;
-        let resp = match client.get(url.clone()).headers(headers).send() {
+        let resp = match req.call() {
             Ok(r) => r,
-            Err(e) => return Err(Failure::Transient(reqwest_reason(&e))),
+            Err(e) => return Err(Failure::Transient(crate::http::reason(&e))),
         };
         let status = resp.status();
         if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-            let Some(loc) = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-            else {
+            let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) else {
                 return Err(Failure::Fatal(DownloadError::Status {
                     url: url.to_string(),
                     status: status.as_u16(),
@@ -666,7 +669,7 @@ fn request(
             return Err(Failure::Transient(format!("{url} answered {status}")));
         }
         if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
-            return Ok(resp);
+            return Ok((url, resp));
         }
         return Err(Failure::Fatal(DownloadError::Status {
             url: url.to_string(),
@@ -681,32 +684,15 @@ fn request(
 
 /// `Content-Range: bytes START-END/TOTAL` → (START, TOTAL); TOTAL is `None` for `*`.
 fn content_range(h: &HeaderMap) -> Option<(u64, Option<u64>)> {
-    let v = h.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    let v = h.get(CONTENT_RANGE)?.to_str().ok()?;
     let rest = v.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (from, _) = range.split_once('-')?;
     Some((from.trim().parse().ok()?, total.trim().parse().ok()))
 }
 
-fn reqwest_reason(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut s = kind.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(&format!(": {c}"));
-        src = c.source();
-    }
-    s
-}
-
 fn io_reason(e: &std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::TimedOut {
+    if crate::http::is_read_timeout(e) {
         return "timed out waiting for data".into();
     }
     let mut s = e.to_string();
@@ -800,13 +786,13 @@ mod tests {
     fn content_range_is_parsed() {
         let mut h = HeaderMap::new();
         h.insert(
-            reqwest::header::CONTENT_RANGE,
-            HeaderValue::from_static("bytes 100-199/200"),
+            CONTENT_RANGE,
+            ureq::http::HeaderValue::from_static("bytes 100-199/200"),
         );
         assert_eq!(content_range(&h), Some((100, Some(200))));
         h.insert(
-            reqwest::header::CONTENT_RANGE,
-            HeaderValue::from_static("bytes 5-9/*"),
+            CONTENT_RANGE,
+            ureq::http::HeaderValue::from_static("bytes 5-9/*"),
         );
         assert_eq!(content_range(&h), Some((5, None)));
     }

@@ -21,6 +21,7 @@ pub mod fsx;
 pub mod gguf;
 pub mod gguf_write;
 pub mod hashing;
+pub mod http;
 pub mod key;
 pub mod machine;
 pub mod models;

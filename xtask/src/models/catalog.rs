@@ -4,10 +4,10 @@
 
 use crate::download::Sha256Hex;
 use crate::gguf::Facts;
-use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+use url::Url;
 
 /// The catalog format this tool reads.
 pub const CATALOG_SCHEMA: u32 = 1;

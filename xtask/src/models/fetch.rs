@@ -22,12 +22,7 @@ impl FetchOptions {
     /// Defaults plus, from the environment, `HF_TOKEN` (for huggingface.co only) and proxies.
     pub fn from_env() -> FetchOptions {
         let mut o = FetchOptions::default();
-        let (https, http, no_proxy) = crate::env::proxies();
-        o.download.proxies = download::Proxies {
-            https,
-            http,
-            no_proxy,
-        };
+        o.download.proxies = download::Proxies::from_env();
         o.download.bearer = crate::env::hf_token().map(|t| Bearer {
             host: HF_HOST.into(),
             token: Secret::new(t),

@@ -4,10 +4,10 @@
 
 use super::Requirements;
 use crate::download;
-use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
+use url::Url;
 
 /// Bumped when the index's JSON shape changes incompatibly.
 pub const INDEX_SCHEMA: u32 = 1;
@@ -166,41 +166,71 @@ impl Index {
     }
 }
 
-/// GETs a small text document (the index, a manifest beside an archive).
+/// Most bytes a text document may have (an index with thousands of artifacts is far smaller).
+const MAX_TEXT: u64 = 64 << 20;
+
+/// GETs a small text document (the index, a manifest beside an archive), following up to
+/// `opts.max_redirects` redirects (https → https only, unless `opts.allow_http`). Proxies:
+/// `opts.proxies`, or when it names none the environment's (`https_proxy`, `http_proxy`,
+/// `no_proxy`), as the HTTP client did on its own before.
 pub(crate) fn fetch_text(url: &Url, opts: &download::Options) -> Result<String, IndexError> {
     let fail = |reason: String| IndexError::Fetch {
         source_name: url.to_string(),
         reason,
     };
-    let client = reqwest::blocking::Client::builder()
-        .user_agent(opts.user_agent.clone())
-        .connect_timeout(opts.connect_timeout)
-        .timeout(Duration::from_secs(60).max(opts.stall_timeout))
-        .redirect(if opts.allow_http {
-            reqwest::redirect::Policy::limited(opts.max_redirects as usize)
+    let proxies = if opts.proxies.is_empty() {
+        download::Proxies::from_env()
+    } else {
+        opts.proxies.clone()
+    };
+    let t = crate::http::Timeouts {
+        connect: opts.connect_timeout,
+        stall: opts.stall_timeout,
+        total: Some(Duration::from_secs(60).max(opts.stall_timeout)),
+    };
+    let agents = crate::http::Agents::new(&proxies, &opts.user_agent, t).map_err(fail)?;
+    // Names the hop that failed when it is not the URL asked for.
+    let via = |at: &Url| {
+        if at == url {
+            String::new()
         } else {
-            // Follow only https → https hops.
-            let max = opts.max_redirects as usize;
-            reqwest::redirect::Policy::custom(move |a| {
-                if a.url().scheme() != "https" {
-                    a.error("redirect to a non-https URL")
-                } else if a.previous().len() > max {
-                    a.stop()
-                } else {
-                    a.follow()
-                }
-            })
-        })
-        .build()
-        .map_err(|e| fail(e.to_string()))?;
-    let resp = client
-        .get(url.clone())
-        .send()
-        .map_err(|e| fail(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(fail(format!("the server answered {}", resp.status())));
+            format!(" (redirected to {at})")
+        }
+    };
+    let mut at = url.clone();
+    for _ in 0..=opts.max_redirects {
+        if at.scheme() != "https" && !opts.allow_http {
+            return Err(fail(format!("redirect to a non-https URL ({at})")));
+        }
+        let mut resp = agents
+            .for_url(&at)
+            .get(at.as_str())
+            .call()
+            .map_err(|e| fail(format!("{}{}", crate::http::reason(&e), via(&at))))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            if let Some(loc) = resp
+                .headers()
+                .get(ureq::http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            {
+                at = at
+                    .join(loc)
+                    .map_err(|e| fail(format!("bad redirect from {at} to `{loc}`: {e}")))?;
+                continue;
+            }
+        }
+        if !status.is_success() {
+            return Err(fail(format!("the server answered {status}{}", via(&at))));
+        }
+        return resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_TEXT)
+            .read_to_string()
+            .map_err(|e| fail(format!("reading the answer: {}", crate::http::reason(&e))));
     }
-    resp.text().map_err(|e| fail(e.to_string()))
+    Err(fail(format!("more than {} redirects", opts.max_redirects)))
 }
 
 #[cfg(test)]

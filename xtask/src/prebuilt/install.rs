@@ -107,6 +107,7 @@ pub fn offer(
 fn download_options(allow_http: bool) -> crate::download::Options {
     crate::download::Options {
         allow_http,
+        proxies: crate::download::Proxies::from_env(),
         ..Default::default()
     }
 }

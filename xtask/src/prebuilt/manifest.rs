@@ -137,13 +137,13 @@ pub fn verify_files(files: &[FileEntry], dir: &Path) -> Result<(), String> {
 }
 
 /// Where `dist` publishes the manifest of `artifact`: beside its archive (resolved URL).
-pub fn manifest_url(artifact: &Artifact) -> Result<reqwest::Url, PrebuiltError> {
+pub fn manifest_url(artifact: &Artifact) -> Result<url::Url, PrebuiltError> {
     let unavailable = |reason: String| PrebuiltError::ManifestUnavailable {
         variant: artifact.variant.clone(),
         url: artifact.url.clone(),
         reason,
     };
-    let archive = reqwest::Url::parse(&artifact.url).map_err(|e| unavailable(e.to_string()))?;
+    let archive = url::Url::parse(&artifact.url).map_err(|e| unavailable(e.to_string()))?;
     archive
         .join(&manifest_name(&artifact.variant))
         .map_err(|e| unavailable(e.to_string()))

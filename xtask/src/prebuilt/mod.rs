@@ -198,7 +198,7 @@ pub fn fetch_with(
         reason,
     };
     let sha256 = Sha256Hex::parse(&artifact.sha256).map_err(bad)?;
-    let url = reqwest::Url::parse(&artifact.url).map_err(|e| bad(e.to_string()))?;
+    let url = url::Url::parse(&artifact.url).map_err(|e| bad(e.to_string()))?;
     let name = url
         .path_segments()
         .and_then(|mut s| s.next_back())
