@@ -91,9 +91,11 @@ impl Drop for Server {
 }
 
 /// A client that costs the server's cores little: ureq reads on the calling thread (no
-/// runtime thread per client), which matters when client and server share two cores.
+/// runtime thread per client), which matters when client and server share two cores. Never
+/// through a proxy from the environment: the server is on loopback.
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
+        .proxy(None)
         .timeout_global(Some(Duration::from_secs(3600)))
         .build()
         .into()
