@@ -2,8 +2,10 @@
 //! puts every generating slot's next token and, in the room left, chunks of newcomers' prompts
 //! into one batch (at most one batch per step, so a newcomer stalls running streams by at most
 //! one batch), calls `llama_decode` once, and samples every slot that produced logits. Requests
-//! wait in a bounded queue for a free slot; a slot keeps its KV cache after a request and the
-//! next request goes to the free slot sharing the longest prefix with it, re-evaluating only the
+//! wait in a bounded queue for a free slot; a slot keeps its KV cache after a request. The next
+//! request goes to the free slot that keeps the busy slots' sequence ids consecutive (see
+//! [`pick_slot`]: llama.cpp decodes a batch of non-consecutive sequences in several passes),
+//! preferring among those the one sharing the longest prefix with it, re-evaluating only the
 //! rest.
 
 use super::api::{ApiError, GenRequest};
@@ -151,12 +153,47 @@ pub fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// The free slot sharing the longest prefix with `prompt`; ties go to the least recently used.
-pub fn pick_slot(free: &[(usize, &[Token], u64)], prompt: &[Token]) -> Option<(usize, usize)> {
-    free.iter()
-        .map(|&(i, cache, used)| (i, common_prefix(cache, prompt), used))
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
-        .map(|(i, l, _)| (i, l))
+/// From this many shared prompt tokens on, reusing a slot's KV memory wins over keeping the busy
+/// slots consecutive: re-evaluating the prefix would cost more than the extra weight read per
+/// step while the request runs (on a 2-core CPU, 256 prompt tokens take about as long as 50
+/// generation steps).
+pub const LONG_PREFIX: usize = 256;
+
+/// Runs of consecutive ids in `ids` (sorted or not).
+pub fn runs(ids: &[usize]) -> usize {
+    let mut v = ids.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v.windows(2).filter(|w| w[1] != w[0] + 1).count() + usize::from(!v.is_empty())
+}
+
+/// The free slot for `prompt`: `(slot, shared prefix length)`. With one KV stream per slot,
+/// llama.cpp puts only sequences with consecutive ids into one ubatch (llama.cpp PR #16442,
+/// "Split KV cache requires the sequence ids in an ubatch to be sequential"; `split_equal`
+/// with `sequential`), so busy slots 0, 2, 5 and 7 cost four weight reads per step where 0 to
+/// 3 cost one (measured: 4 clients at 1.07x one client's speed instead of 2.17x). Hence, in
+/// order: a prefix of at least [`LONG_PREFIX`] tokens, the fewest runs of consecutive busy
+/// slots, the longest shared prefix, the least recently used.
+pub fn pick_slot(
+    free: &[(usize, &[Token], u64)],
+    busy: &[usize],
+    prompt: &[Token],
+) -> Option<(usize, usize)> {
+    let scored = free.iter().map(|&(i, cache, used)| {
+        let lcp = common_prefix(cache, prompt);
+        let mut with = busy.to_vec();
+        with.push(i);
+        (i, lcp, used, runs(&with))
+    });
+    scored
+        .max_by(|a, b| {
+            (a.1 >= LONG_PREFIX)
+                .cmp(&(b.1 >= LONG_PREFIX))
+                .then(b.3.cmp(&a.3))
+                .then(a.1.cmp(&b.1))
+                .then(b.2.cmp(&a.2))
+        })
+        .map(|(i, l, _, _)| (i, l))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -458,7 +495,10 @@ impl Engine<'_, '_> {
             .filter(|(_, s)| s.job.is_none())
             .map(|(i, s)| (i, s.cache.as_slice(), s.last_used))
             .collect();
-        let (i, lcp) = pick_slot(&free, &prompt).expect("a free slot exists");
+        let busy: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].job.is_some())
+            .collect();
+        let (i, lcp) = pick_slot(&free, &busy, &prompt).expect("a free slot exists");
         // At least the last prompt token is evaluated again: its logits start the generation.
         let keep = lcp.min(prompt.len() - 1);
         let slot = &mut self.slots[i];
@@ -498,18 +538,13 @@ impl Engine<'_, '_> {
     /// One decode carrying every active slot; then sampling.
     fn step(&mut self) {
         self.batch.clear();
-        // Running streams first: one token each.
-        for s in &mut self.slots {
-            if let Some(a) = s.job.as_mut() {
-                a.row = None;
-                if let Some(t) = a.next.take() {
-                    let row = self.batch.add(t, s.cache.len() as i32, &[s.seq], true);
-                    a.row = Some(row.expect("one token per slot fits the batch") as i32);
-                    s.cache.push(t);
-                }
-            }
-        }
-        // Then newcomers' prompts in the room left, in admission order.
+        // Running streams get one token each; newcomers' prompts share the room left, in
+        // admission order.
+        let running = self
+            .slots
+            .iter()
+            .filter(|s| s.job.as_ref().is_some_and(|a| a.next.is_some()))
+            .count();
         let mut prompting: Vec<usize> = (0..self.slots.len())
             .filter(|&i| {
                 self.slots[i]
@@ -519,11 +554,25 @@ impl Engine<'_, '_> {
             })
             .collect();
         prompting.sort_by_key(|&i| self.slots[i].last_used);
-        let mut prompt_tokens = 0;
+        let mut share = vec![0; self.slots.len()];
+        let mut room = self.batch.capacity() - running;
         for i in prompting {
-            let s = &mut self.slots[i];
-            let a = s.job.as_mut().expect("active");
-            let n = (self.batch.capacity() - self.batch.len()).min(a.prompt.len() - a.fed);
+            let a = self.slots[i].job.as_ref().expect("active");
+            share[i] = room.min(a.prompt.len() - a.fed);
+            room -= share[i];
+        }
+        // Into the batch in sequence order: llama.cpp takes consecutive sequence ids into one
+        // ubatch only in the order their tokens come (see `pick_slot`).
+        let mut prompt_tokens = 0;
+        for (s, &n) in self.slots.iter_mut().zip(&share) {
+            let Some(a) = s.job.as_mut() else { continue };
+            a.row = None;
+            if let Some(t) = a.next.take() {
+                let row = self.batch.add(t, s.cache.len() as i32, &[s.seq], true);
+                a.row = Some(row.expect("one token per slot fits the batch") as i32);
+                s.cache.push(t);
+                continue;
+            }
             for k in 0..n {
                 let t = a.prompt[a.fed + k];
                 let last = a.fed + k + 1 == a.prompt.len();
@@ -662,7 +711,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_slot_with_the_longest_shared_prefix_is_chosen() {
+    fn the_slot_with_the_longest_shared_prefix_is_chosen_when_nothing_runs() {
         let a: Vec<Token> = vec![1, 2, 3, 4];
         let b: Vec<Token> = vec![1, 2, 9];
         let c: Vec<Token> = vec![];
@@ -671,9 +720,32 @@ mod tests {
             (1, b.as_slice(), 1),
             (2, c.as_slice(), 0),
         ];
-        assert_eq!(pick_slot(&free, &[1, 2, 3, 7]), Some((0, 3)));
-        assert_eq!(pick_slot(&free, &[1, 2, 9, 9]), Some((1, 3)));
+        assert_eq!(pick_slot(&free, &[], &[1, 2, 3, 7]), Some((0, 3)));
+        assert_eq!(pick_slot(&free, &[], &[1, 2, 9, 9]), Some((1, 3)));
         // No shared prefix anywhere: the least recently used.
-        assert_eq!(pick_slot(&free, &[5]), Some((2, 0)));
+        assert_eq!(pick_slot(&free, &[], &[5]), Some((2, 0)));
+    }
+
+    #[test]
+    fn busy_slots_stay_consecutive_unless_a_long_prefix_is_shared() {
+        let none: Vec<Token> = vec![];
+        let short: Vec<Token> = vec![1, 2, 3];
+        let long: Vec<Token> = (0..LONG_PREFIX as Token + 10).collect();
+        // Slots 2 and 3 run; 0, 1, 4 and 7 are free. Slot 7 shares 3 tokens: not worth a
+        // second run of busy slots. Slot 1 and 4 both extend the run; 4 was used longer ago.
+        let free = [
+            (0, none.as_slice(), 1),
+            (1, none.as_slice(), 6),
+            (4, none.as_slice(), 2),
+            (7, short.as_slice(), 0),
+        ];
+        assert_eq!(pick_slot(&free, &[2, 3], &[1, 2, 3, 4]), Some((4, 0)));
+        // A long shared prefix wins over consecutiveness.
+        let free = [(0, none.as_slice(), 1), (7, long.as_slice(), 0)];
+        let prompt: Vec<Token> = (0..LONG_PREFIX as Token + 20).collect();
+        assert_eq!(pick_slot(&free, &[1], &prompt), Some((7, LONG_PREFIX + 10)));
+        assert_eq!(runs(&[5, 2, 3, 7, 0]), 4);
+        assert_eq!(runs(&[]), 0);
+        assert_eq!(runs(&[3, 4, 5]), 1);
     }
 }
