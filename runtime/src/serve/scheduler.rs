@@ -153,11 +153,10 @@ pub fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// From this many shared prompt tokens on, reusing a slot's KV memory wins over keeping the busy
-/// slots consecutive: re-evaluating the prefix would cost more than the extra weight read per
-/// step while the request runs (on a 2-core CPU, 256 prompt tokens take about as long as 50
-/// generation steps).
-pub const LONG_PREFIX: usize = 256;
+/// A slot's cache matches a prompt when their common prefix is more than this fraction of the
+/// prompt: llama.cpp's server rule (`--slot-prompt-similarity`, default 0.1, in
+/// `get_available_slot` of its tools/server).
+pub const SIMILARITY: f64 = 0.1;
 
 /// Runs of consecutive ids in `ids` (sorted or not).
 pub fn runs(ids: &[usize]) -> usize {
@@ -167,13 +166,14 @@ pub fn runs(ids: &[usize]) -> usize {
     v.windows(2).filter(|w| w[1] != w[0] + 1).count() + usize::from(!v.is_empty())
 }
 
-/// The free slot for `prompt`: `(slot, shared prefix length)`. With one KV stream per slot,
-/// llama.cpp puts only sequences with consecutive ids into one ubatch (llama.cpp PR #16442,
-/// "Split KV cache requires the sequence ids in an ubatch to be sequential"; `split_equal`
-/// with `sequential`), so busy slots 0, 2, 5 and 7 cost four weight reads per step where 0 to
-/// 3 cost one (measured: 4 clients at 1.07x one client's speed instead of 2.17x). Hence, in
-/// order: a prefix of at least [`LONG_PREFIX`] tokens, the fewest runs of consecutive busy
-/// slots, the longest shared prefix, the least recently used.
+/// The free slot for `prompt`: `(slot, shared prefix length)`. As llama.cpp's server does,
+/// the slot whose cache matches the prompt best ([`SIMILARITY`]), else the least recently used
+/// slot; but among slots that tie on that, and whenever nothing matches, the one that keeps the
+/// busy slots consecutive. With one KV stream per slot, llama.cpp puts only sequences with
+/// consecutive ids into one ubatch (llama.cpp PR #16442, "Split KV cache requires the sequence
+/// ids in an ubatch to be sequential"; `split_equal` with `sequential`), so busy slots 0, 2, 5
+/// and 7 cost four weight reads per step where 0 to 3 cost one (measured: 4 clients at 1.07x
+/// one client's speed instead of 2.17x).
 pub fn pick_slot(
     free: &[(usize, &[Token], u64)],
     busy: &[usize],
@@ -183,17 +183,17 @@ pub fn pick_slot(
         let lcp = common_prefix(cache, prompt);
         let mut with = busy.to_vec();
         with.push(i);
-        (i, lcp, used, runs(&with))
+        // Only a match counts; below the threshold every slot is as good as empty.
+        let matched = if lcp as f64 > SIMILARITY * prompt.len() as f64 {
+            lcp
+        } else {
+            0
+        };
+        (i, lcp, used, runs(&with), matched)
     });
     scored
-        .max_by(|a, b| {
-            (a.1 >= LONG_PREFIX)
-                .cmp(&(b.1 >= LONG_PREFIX))
-                .then(b.3.cmp(&a.3))
-                .then(a.1.cmp(&b.1))
-                .then(b.2.cmp(&a.2))
-        })
-        .map(|(i, l, _, _)| (i, l))
+        .max_by(|a, b| a.4.cmp(&b.4).then(b.3.cmp(&a.3)).then(b.2.cmp(&a.2)))
+        .map(|(i, l, _, _, _)| (i, l))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -711,7 +711,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_slot_with_the_longest_shared_prefix_is_chosen_when_nothing_runs() {
+    fn the_best_matching_slot_is_chosen_as_llama_cpp_chooses_it() {
         let a: Vec<Token> = vec![1, 2, 3, 4];
         let b: Vec<Token> = vec![1, 2, 9];
         let c: Vec<Token> = vec![];
@@ -722,28 +722,31 @@ mod tests {
         ];
         assert_eq!(pick_slot(&free, &[], &[1, 2, 3, 7]), Some((0, 3)));
         assert_eq!(pick_slot(&free, &[], &[1, 2, 9, 9]), Some((1, 3)));
-        // No shared prefix anywhere: the least recently used.
+        // A match wins even where it splits the busy slots (slot 7 runs).
+        assert_eq!(pick_slot(&free, &[7], &[1, 2, 9, 9]), Some((1, 3)));
+        // No match anywhere: the least recently used.
         assert_eq!(pick_slot(&free, &[], &[5]), Some((2, 0)));
     }
 
     #[test]
-    fn busy_slots_stay_consecutive_unless_a_long_prefix_is_shared() {
+    fn without_a_match_the_busy_slots_stay_consecutive() {
         let none: Vec<Token> = vec![];
-        let short: Vec<Token> = vec![1, 2, 3];
-        let long: Vec<Token> = (0..LONG_PREFIX as Token + 10).collect();
-        // Slots 2 and 3 run; 0, 1, 4 and 7 are free. Slot 7 shares 3 tokens: not worth a
-        // second run of busy slots. Slot 1 and 4 both extend the run; 4 was used longer ago.
+        let one: Vec<Token> = vec![1, 50];
+        // Slots 2 and 3 run; 0, 1, 4 and 7 are free. Slot 7 shares 1 token of 20: below the
+        // similarity threshold, so it is no match. Slots 1 and 4 both extend the run; 4 was
+        // used longer ago.
         let free = [
             (0, none.as_slice(), 1),
             (1, none.as_slice(), 6),
             (4, none.as_slice(), 2),
-            (7, short.as_slice(), 0),
+            (7, one.as_slice(), 0),
         ];
-        assert_eq!(pick_slot(&free, &[2, 3], &[1, 2, 3, 4]), Some((4, 0)));
-        // A long shared prefix wins over consecutiveness.
-        let free = [(0, none.as_slice(), 1), (7, long.as_slice(), 0)];
-        let prompt: Vec<Token> = (0..LONG_PREFIX as Token + 20).collect();
-        assert_eq!(pick_slot(&free, &[1], &prompt), Some((7, LONG_PREFIX + 10)));
+        let prompt: Vec<Token> = (1..=20).collect();
+        assert_eq!(pick_slot(&free, &[2, 3], &prompt), Some((4, 0)));
+        // Two equal matches: the one next to the busy slots.
+        let m: Vec<Token> = (1..=10).collect();
+        let free = [(0, m.as_slice(), 0), (4, m.as_slice(), 9)];
+        assert_eq!(pick_slot(&free, &[2, 3], &prompt), Some((4, 10)));
         assert_eq!(runs(&[5, 2, 3, 7, 0]), 4);
         assert_eq!(runs(&[]), 0);
         assert_eq!(runs(&[3, 4, 5]), 1);
