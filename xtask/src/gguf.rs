@@ -53,7 +53,8 @@ impl Value {
             _ => None,
         }
     }
-    fn type_id(&self) -> u32 {
+    /// GGUF's value type number (`gguf_type` in ggml's gguf.h).
+    pub fn type_id(&self) -> u32 {
         match self {
             Value::U8(_) => 0,
             Value::I8(_) => 1,
@@ -425,12 +426,14 @@ pub fn write_header(w: &mut impl Write, metadata: &[(&str, Value)]) -> std::io::
     Ok(())
 }
 
-fn write_string(w: &mut impl Write, s: &str) -> std::io::Result<()> {
+/// A GGUF string: u64 length, then the bytes.
+pub(crate) fn write_string(w: &mut impl Write, s: &str) -> std::io::Result<()> {
     w.write_all(&(s.len() as u64).to_le_bytes())?;
     w.write_all(s.as_bytes())
 }
 
-fn write_value(w: &mut impl Write, v: &Value) -> std::io::Result<()> {
+/// A metadata value's bytes (not its type number); a summarised array cannot be written.
+pub(crate) fn write_value(w: &mut impl Write, v: &Value) -> std::io::Result<()> {
     match v {
         Value::U8(x) => w.write_all(&[*x]),
         Value::I8(x) => w.write_all(&x.to_le_bytes()),

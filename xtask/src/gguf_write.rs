@@ -9,7 +9,7 @@
 //! `ggml_compute_fp32_to_fp16` in `ggml-quants.c`/`ggml-impl.h`) bit for bit, so our bytes are the
 //! bytes llama.cpp's own tools would produce from the same floats.
 
-use crate::gguf::Value;
+use crate::gguf::{write_string, write_value, Value};
 use crate::hashing::hex;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -177,24 +177,6 @@ fn alignment(metadata: &[(String, Value)]) -> Result<u64, GgufWriteError> {
 }
 
 /// GGUF value type ids (`enum gguf_type`), as the reader decodes them.
-fn value_type(v: &Value) -> u32 {
-    match v {
-        Value::U8(_) => 0,
-        Value::I8(_) => 1,
-        Value::U16(_) => 2,
-        Value::I16(_) => 3,
-        Value::U32(_) => 4,
-        Value::I32(_) => 5,
-        Value::F32(_) => 6,
-        Value::Bool(_) => 7,
-        Value::String(_) => 8,
-        Value::Array(_) | Value::LongArray { .. } => 9,
-        Value::U64(_) => 10,
-        Value::I64(_) => 11,
-        Value::F64(_) => 12,
-    }
-}
-
 fn check_value(key: &str, v: &Value) -> Result<(), GgufWriteError> {
     let bad = |reason: String| GgufWriteError::Metadata {
         key: key.to_string(),
@@ -207,11 +189,11 @@ fn check_value(key: &str, v: &Value) -> Result<(), GgufWriteError> {
             let Some(first) = items.first() else {
                 return Ok(());
             };
-            let t = value_type(first);
+            let t = first.type_id();
             if t == 9 {
                 return Err(bad("arrays of arrays are not supported".into()));
             }
-            match items.iter().position(|i| value_type(i) != t) {
+            match items.iter().position(|i| i.type_id() != t) {
                 Some(i) => Err(bad(format!(
                     "array element {i} is {:?} but element 0 is {first:?}: GGUF arrays have one element type",
                     items[i]
@@ -411,36 +393,6 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-fn put_string(w: &mut impl Write, s: &str) -> std::io::Result<()> {
-    w.write_all(&(s.len() as u64).to_le_bytes())?;
-    w.write_all(s.as_bytes())
-}
-
-fn put_value(w: &mut impl Write, v: &Value) -> std::io::Result<()> {
-    match v {
-        Value::U8(x) => w.write_all(&[*x]),
-        Value::I8(x) => w.write_all(&x.to_le_bytes()),
-        Value::U16(x) => w.write_all(&x.to_le_bytes()),
-        Value::I16(x) => w.write_all(&x.to_le_bytes()),
-        Value::U32(x) => w.write_all(&x.to_le_bytes()),
-        Value::I32(x) => w.write_all(&x.to_le_bytes()),
-        Value::F32(x) => w.write_all(&x.to_le_bytes()),
-        Value::Bool(x) => w.write_all(&[u8::from(*x)]),
-        Value::String(s) => put_string(w, s),
-        Value::U64(x) => w.write_all(&x.to_le_bytes()),
-        Value::I64(x) => w.write_all(&x.to_le_bytes()),
-        Value::F64(x) => w.write_all(&x.to_le_bytes()),
-        Value::Array(items) => {
-            // An empty array still needs an element type; u32 is as good as any.
-            let elem = items.first().map(value_type).unwrap_or(4);
-            w.write_all(&elem.to_le_bytes())?;
-            w.write_all(&(items.len() as u64).to_le_bytes())?;
-            items.iter().try_for_each(|i| put_value(w, i))
-        }
-        Value::LongArray { .. } => unreachable!("refused by layout()"),
-    }
-}
-
 fn pad(w: &mut impl Write, pos: u64, align: u64) -> std::io::Result<u64> {
     let n = round_up(pos, align) - pos;
     w.write_all(&vec![0u8; n as usize])?;
@@ -460,12 +412,12 @@ fn write_body(
     w.write_all(&(tensors.len() as u64).to_le_bytes())?;
     w.write_all(&(metadata.len() as u64).to_le_bytes())?;
     for (k, v) in metadata {
-        put_string(w, k)?;
-        w.write_all(&value_type(v).to_le_bytes())?;
-        put_value(w, v)?;
+        write_string(w, k)?;
+        w.write_all(&v.type_id().to_le_bytes())?;
+        write_value(w, v)?;
     }
     for (t, off) in tensors.iter().zip(&lay.offsets) {
-        put_string(w, &t.name)?;
+        write_string(w, &t.name)?;
         w.write_all(&(t.dims.len() as u32).to_le_bytes())?;
         for d in &t.dims {
             w.write_all(&d.to_le_bytes())?;
