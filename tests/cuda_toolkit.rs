@@ -3,6 +3,9 @@
 //! GPU names and drivers (a GPU/driver change re-verifies instead of rebuilding). Through the real
 //! binary, with stand-in `nvcc`/`nvidia-smi` printing recorded real outputs.
 
+#[path = "support/checks.rs"]
+mod checks;
+use checks::{decision, json};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -43,25 +46,6 @@ fn xtask(args: &[&str], cache: &Path, path: &str, env: &[(&str, &Path)]) -> Outp
         c.env(k, v);
     }
     c.output().unwrap()
-}
-
-fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
-}
-
-fn decision<'a>(profile: &'a Value, name: &str) -> Option<&'a str> {
-    profile["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == name)
-        .map(|d| d["value"].as_str().unwrap())
 }
 
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";

@@ -1,6 +1,9 @@
 //! `probe`, `profile` and the global options, through the real binary, with recorded
 //! `nvidia-smi`/`nvcc` outputs served by small executables on PATH.
 
+#[path = "support/checks.rs"]
+mod checks;
+use checks::{decision, json};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -53,25 +56,6 @@ fn xtask(args: &[&str], path: Option<&str>) -> Output {
         c.env("PATH", p);
     }
     c.output().unwrap()
-}
-
-fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
-}
-
-fn decision<'a>(profile: &'a Value, name: &str) -> Option<&'a str> {
-    profile["decisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == name)
-        .map(|d| d["value"].as_str().unwrap())
 }
 
 fn write_machine(dir: &Path, probe_json: &Value) -> PathBuf {

@@ -6,6 +6,8 @@
 //! checks the recorded verification and then runs the kept module under node itself. Cached in
 //! TUNELLAMA_CACHE_DIR (`cargo xtask test` points it at the test cache): a second run is a hit.
 
+#[path = "support/checks.rs"]
+mod checks;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,15 +40,7 @@ fn the_wasm_build_matches_x86_logits_under_node_with_simd128_kernels() {
         e["system_info"].as_str().unwrap().contains("WASM_SIMD = 1"),
         "{e}"
     );
-    assert!(e["logits"]["worst_ratio"].as_f64().unwrap() <= 1.0, "{e}");
-    assert_eq!(e["logits"]["top_token"], e["logits"]["reference_top_token"]);
-    assert!(
-        e["logits"]["reference"]
-            .as_str()
-            .unwrap()
-            .starts_with("portable build "),
-        "the reference is the x86 portable build's runtime: {e}"
-    );
+    checks::assert_emulated_logits_match_the_portable_build(e);
 
     // The entry's profile carries the wasm decisions and the key its own toolchain.
     let entry = PathBuf::from(r["entry"].as_str().unwrap());
