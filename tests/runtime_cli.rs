@@ -247,6 +247,31 @@ fn bench_json_reports_pp_and_tg_with_mean_and_stddev() {
     }
 }
 
+#[test]
+fn bench_after_a_depth_names_its_tests_as_llama_bench_does() {
+    let m = tiny();
+    let v = json(&rt::run(
+        &[
+            "bench", "-m", &m, "-p", "4", "-n", "4", "-d", "40", "-r", "1", "--json",
+        ],
+        None,
+    ));
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r[0]["test"], "pp4 @ d40", "{v}");
+    assert_eq!(r[1]["test"], "tg4 @ d40", "{v}");
+    for t in r {
+        assert_eq!(t["depth"], 40, "{t}");
+        assert!(t["tps_mean"].as_f64().unwrap() > 0.0);
+    }
+    // Without -d the depth is 0 and the names carry none.
+    let v = json(&rt::run(
+        &["bench", "-m", &m, "-p", "0", "-n", "4", "-r", "1", "--json"],
+        None,
+    ));
+    assert_eq!(v["results"][0]["test"], "tg4", "{v}");
+    assert_eq!(v["results"][0]["depth"], 0, "{v}");
+}
+
 /// Exit code 2 and every `want` in stderr.
 fn bad(args: &[&str], wants: &[&str]) {
     let out = rt::run(args, None);
@@ -370,6 +395,10 @@ fn out_of_range_parameters_are_refused_with_value_and_limit() {
     bad(
         &["bench", "-m", &m, "-p", "0", "-n", "0"],
         &["nothing to measure"],
+    );
+    bad(
+        &["bench", "-m", &m, "-d", "-1"],
+        &["--n-depth -1", "0 to 65536"],
     );
 }
 
